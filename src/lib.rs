@@ -1,0 +1,2 @@
+//! wsecho
+pub mod proto {}
