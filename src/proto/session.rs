@@ -1,0 +1,358 @@
+//! The per-connection message state machine: frames in, actions out.
+//!
+//! [`Session::next`] looks at the front of a buffer of received bytes and
+//! returns the next [`Action`] the caller owes the peer (echo or deliver a
+//! data frame, answer a ping, answer a close) together with the number of
+//! bytes it consumed — or `Ok(None)` when the buffer holds only part of a
+//! frame. It never allocates and never does I/O; it unmasks payloads in place
+//! so the caller can copy them straight out.
+//!
+//! Data is reported **frame by frame**: a fragmented message yields one
+//! `Action::Data` per fragment, so nothing is reassembled and a connection
+//! buffers at most one frame. Text is still validated across fragments and
+//! across reads, failing at the first byte that cannot be UTF-8.
+
+use super::close::{parse_close_payload, CloseCode};
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, OpCode};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{Limits, Role};
+use std::ops::Range;
+
+/// What the caller owes the peer after a complete frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A data frame, already unmasked in place at `payload`.
+    Data {
+        /// `Text` or `Binary` on a message's first frame, `Continuation` after.
+        opcode: OpCode,
+        /// Whether this frame ends its message.
+        fin: bool,
+        /// RSV bits as received (RSV1 marks a compressed message).
+        rsv: u8,
+        /// Where the payload sits in the buffer passed to [`Session::next`].
+        payload: Range<usize>,
+    },
+    /// A ping: answer with a pong carrying the same payload (RFC 6455 §5.5.2).
+    Ping(Range<usize>),
+    /// A pong: nothing is owed (RFC 6455 §5.5.3: "A response to an
+    /// unsolicited Pong frame is not expected").
+    Pong(Range<usize>),
+    /// A valid close frame: its code (None if the payload was empty) and
+    /// where its reason sits. RFC 6455 §5.5.1: the endpoint "MUST send a
+    /// Close frame in response" and "typically echos the status code".
+    Close(Option<(CloseCode, Range<usize>)>),
+}
+
+/// Decoding state of one connection: 32 bytes.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Which side we are; decides the MASK rule.
+    role: Role,
+    /// RSV bits a negotiated extension gave meaning to (0 without one).
+    rsv_allowed: u8,
+    /// A fragmented message is in progress (its first frame had FIN clear).
+    in_message: bool,
+    /// The message in progress is text (validate it as UTF-8).
+    msg_text: bool,
+    /// The message in progress is compressed: its UTF-8 is checked after
+    /// inflation, not here.
+    msg_compressed: bool,
+    /// Frames of the message in progress so far.
+    fragments: u32,
+    /// Payload bytes of the message in progress so far.
+    msg_len: u64,
+    /// Payload bytes of the (incomplete) frame at the front of the buffer that
+    /// were already unmasked and validated by an earlier call.
+    partial_done: u64,
+    /// UTF-8 state carried across reads and fragments.
+    utf8: Utf8Validator,
+}
+
+impl Session {
+    /// A session for `role` with no extension negotiated.
+    pub fn new(role: Role) -> Self {
+        Session {
+            role,
+            rsv_allowed: 0,
+            in_message: false,
+            msg_text: false,
+            msg_compressed: false,
+            fragments: 0,
+            msg_len: 0,
+            partial_done: 0,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// Allow RSV bits that a negotiated extension defines (RSV1 for
+    /// permessage-deflate).
+    pub fn set_rsv_allowed(&mut self, rsv: u8) {
+        self.rsv_allowed = rsv;
+    }
+
+    /// Which side this session decodes for.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether a fragmented message is in progress.
+    pub fn in_message(&self) -> bool {
+        self.in_message
+    }
+
+    /// Decode the next frame at the front of `buf`.
+    ///
+    /// Returns the action and the bytes consumed, `Ok(None)` if the frame is
+    /// not complete yet (nothing consumed; call again with the same bytes
+    /// still at the front and more appended), or the error to fail the
+    /// connection with. On `Ok(None)` a partial text payload has already been
+    /// validated, so invalid UTF-8 fails fast inside a frame.
+    pub fn next(
+        &mut self,
+        buf: &mut [u8],
+        limits: &Limits,
+    ) -> Result<Option<(Action, usize)>, ProtocolError> {
+        let (h, hlen) =
+            match FrameHeader::decode(buf, self.role, self.rsv_allowed, limits.max_frame_payload)? {
+                Some(x) => x,
+                None => return Ok(None),
+            };
+        let len = h.payload_len;
+        let is_data = !h.opcode.is_control();
+        if is_data {
+            match (h.opcode, self.in_message) {
+                // RFC 6455 §5.4: fragments of one message arrive in order, and
+                // a message's first frame carries its opcode.
+                (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Text | OpCode::Binary, true) => {
+                    return Err(ProtocolError::ExpectedContinuation)
+                }
+                _ => {}
+            }
+            // RSV1 belongs on the first frame of a message only (RFC 7692 §6).
+            if h.opcode == OpCode::Continuation && h.rsv != 0 {
+                return Err(ProtocolError::ReservedBits);
+            }
+            let have = if self.in_message { self.msg_len } else { 0 };
+            if len > limits.max_message.saturating_sub(have) {
+                return Err(ProtocolError::MessageTooBig);
+            }
+            if self.in_message && self.fragments >= limits.max_fragments {
+                return Err(ProtocolError::TooManyFragments);
+            }
+        } else if h.rsv != 0 {
+            // Control frames are never compressed.
+            return Err(ProtocolError::ReservedBits);
+        }
+        let text = if h.opcode == OpCode::Continuation {
+            self.msg_text && !self.msg_compressed
+        } else {
+            h.opcode == OpCode::Text && h.rsv & super::frame::RSV1 == 0
+        };
+
+        let avail = (buf.len() - hlen) as u64;
+        if avail < len {
+            // Incomplete: unmask and validate what is here, so bad UTF-8 fails
+            // now rather than when the last byte of a large frame arrives.
+            if is_data && avail > self.partial_done {
+                let from = hlen + self.partial_done as usize;
+                let part = &mut buf[from..];
+                if let Some(key) = h.mask {
+                    apply_mask(part, key, self.partial_done as usize);
+                }
+                if text {
+                    self.utf8.push(part).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                self.partial_done = avail;
+            }
+            return Ok(None);
+        }
+
+        let end = hlen + len as usize;
+        let done = if is_data { self.partial_done as usize } else { 0 };
+        self.partial_done = 0;
+        let rest = &mut buf[hlen + done..end];
+        if let Some(key) = h.mask {
+            apply_mask(rest, key, done);
+        }
+        let payload = hlen..end;
+        let action = match h.opcode {
+            OpCode::Ping => Action::Ping(payload),
+            OpCode::Pong => Action::Pong(payload),
+            OpCode::Close => {
+                let parsed = parse_close_payload(&buf[payload.clone()])?;
+                Action::Close(parsed.map(|(code, reason)| {
+                    (code, end - reason.len()..end)
+                }))
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if text {
+                    self.utf8.push(rest).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    if h.fin {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                }
+                if h.opcode != OpCode::Continuation {
+                    self.msg_text = h.opcode == OpCode::Text;
+                    self.msg_compressed = h.rsv & super::frame::RSV1 != 0;
+                    self.msg_len = 0;
+                    self.fragments = 0;
+                }
+                if h.fin {
+                    self.in_message = false;
+                    self.msg_len = 0;
+                    self.fragments = 0;
+                } else {
+                    self.in_message = true;
+                    self.msg_len += len;
+                    self.fragments += 1;
+                }
+                Action::Data { opcode: h.opcode, fin: h.fin, rsv: h.rsv, payload }
+            }
+        };
+        Ok(Some((action, end)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::write_frame;
+
+    const KEY: [u8; 4] = [0xA1, 0xB2, 0xC3, 0xD4];
+
+    fn masked(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_frame(&mut v, fin, 0, op, Some(KEY), payload);
+        v
+    }
+
+    /// Feed `input` to a fresh server session in pieces cut at `cuts`,
+    /// keeping unconsumed bytes like the reactor does. Returns the actions
+    /// with their payload bytes, and the error if any.
+    fn run(input: &[u8], cuts: &[usize]) -> (Vec<(Action, Vec<u8>)>, Option<ProtocolError>) {
+        let limits = Limits::default();
+        let mut s = Session::new(Role::Server);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &c in cuts.iter().chain(std::iter::once(&input.len())) {
+            buf.extend_from_slice(&input[last..c]);
+            last = c;
+            loop {
+                match s.next(&mut buf, &limits) {
+                    Ok(Some((a, used))) => {
+                        let bytes = match &a {
+                            Action::Data { payload, .. } | Action::Ping(payload) | Action::Pong(payload) => {
+                                buf[payload.clone()].to_vec()
+                            }
+                            Action::Close(_) => Vec::new(),
+                        };
+                        out.push((a, bytes));
+                        buf.drain(..used);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    fn strip_ranges(v: Vec<(Action, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+        v.into_iter()
+            .map(|(a, b)| {
+                let tag = match a {
+                    Action::Data { opcode, fin, .. } => format!("{opcode:?}/{fin}"),
+                    Action::Ping(_) => "ping".into(),
+                    Action::Pong(_) => "pong".into(),
+                    Action::Close(c) => format!("close {:?}", c.map(|x| x.0)),
+                };
+                (tag, b)
+            })
+            .collect()
+    }
+
+    fn sample_stream() -> Vec<u8> {
+        let mut s = Vec::new();
+        s.extend(masked(false, OpCode::Text, "héllo ".as_bytes()));
+        s.extend(masked(true, OpCode::Ping, b"p"));
+        s.extend(masked(false, OpCode::Continuation, "世".as_bytes()));
+        s.extend(masked(true, OpCode::Continuation, "界 🚀".as_bytes()));
+        s.extend(masked(true, OpCode::Binary, &[0u8, 1, 2, 255]));
+        s.extend(masked(true, OpCode::Binary, &vec![7u8; 300]));
+        s.extend(masked(true, OpCode::Pong, b""));
+        s.extend(masked(true, OpCode::Close, b"\x03\xe8bye"));
+        s
+    }
+
+    #[test]
+    fn decoder_fed_at_every_split_point_equals_unsplit() {
+        let input = sample_stream();
+        let (whole, err) = run(&input, &[]);
+        assert_eq!(err, None);
+        assert_eq!(whole.len(), 8);
+        let whole = strip_ranges(whole);
+        for cut in 0..=input.len() {
+            let (parts, err) = run(&input, &[cut]);
+            assert_eq!(err, None);
+            assert_eq!(strip_ranges(parts), whole, "cut {cut}");
+        }
+        // Also one byte at a time.
+        let every: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(strip_ranges(run(&input, &every).0), whole);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_inside_a_frame_and_across_fragments() {
+        // The frame announces 20 bytes but only the invalid prefix arrived.
+        let mut f = masked(true, OpCode::Text, &[b'a', 0xF4, 0x90, 0x80, 0x80, b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i', b'j', b'k', b'l', b'm', b'n', b'o', b'p']);
+        f.truncate(6 + 3);
+        let (_, err) = run(&f, &[]);
+        assert_eq!(err, Some(ProtocolError::InvalidUtf8));
+        assert_eq!(err.unwrap().close_code(), CloseCode::INVALID_DATA);
+        // Split across fragments: the code point begins in one frame and
+        // goes wrong in the next.
+        let mut s = masked(false, OpCode::Text, &[b'x', 0xE2, 0x82]);
+        s.extend(masked(true, OpCode::Continuation, &[0x28]));
+        assert_eq!(run(&s, &[]).1, Some(ProtocolError::InvalidUtf8));
+        // Valid split code point passes.
+        let mut s = masked(false, OpCode::Text, &[b'x', 0xE2, 0x82]);
+        s.extend(masked(true, OpCode::Continuation, &[0xAC]));
+        assert_eq!(run(&s, &[]).1, None);
+    }
+
+    #[test]
+    fn message_sequencing_and_limits() {
+        assert_eq!(
+            run(&masked(true, OpCode::Continuation, b"x"), &[]).1,
+            Some(ProtocolError::UnexpectedContinuation)
+        );
+        let mut s = masked(false, OpCode::Text, b"a");
+        s.extend(masked(true, OpCode::Text, b"b"));
+        assert_eq!(run(&s, &[]).1, Some(ProtocolError::ExpectedContinuation));
+        let mut s = masked(true, OpCode::Close, &[0x03, 0xE8]);
+        s.truncate(6 + 1);
+        s[1] = 0x81;
+        assert_eq!(run(&s, &[]).1, Some(ProtocolError::CloseTooShort));
+
+        let limits = Limits { max_message: 10, max_fragments: 2, ..Limits::default() };
+        let mut sess = Session::new(Role::Server);
+        let mut a = masked(false, OpCode::Binary, &[0; 6]);
+        assert!(sess.next(&mut a, &limits).unwrap().is_some());
+        let mut b = masked(false, OpCode::Continuation, &[0; 5]);
+        assert_eq!(sess.next(&mut b, &limits), Err(ProtocolError::MessageTooBig));
+        let mut sess = Session::new(Role::Server);
+        for _ in 0..2 {
+            let mut f = masked(false, OpCode::Binary, b"");
+            if sess.in_message() {
+                f = masked(false, OpCode::Continuation, b"");
+            }
+            assert!(sess.next(&mut f, &limits).unwrap().is_some());
+        }
+        let mut f = masked(false, OpCode::Continuation, b"");
+        assert_eq!(sess.next(&mut f, &limits), Err(ProtocolError::TooManyFragments));
+    }
+}
