@@ -1,0 +1,92 @@
+//! Per-connection state: what an open connection costs.
+
+use crate::pool::OutQueue;
+use crate::proto::handshake::RequestScanner;
+use crate::proto::Session;
+
+/// The socket type a connection runs over. A TLS stream would replace it here
+/// (and only here: the reactor talks to it through `server::io`).
+pub type Stream = mio::net::TcpStream;
+
+/// Where a connection is in its life. Changed only through
+/// [`Conn::set_phase`], so every transition is in one place.
+#[derive(Debug)]
+pub enum Phase {
+    /// Reading the HTTP upgrade request.
+    Handshaking(RequestScanner),
+    /// Upgraded: echoing frames.
+    Open(Session),
+    /// Sending our last bytes (an HTTP response or a Close frame). Once they
+    /// are written: with `linger`, shut our sending side and discard input
+    /// until the peer closes (so unread input cannot turn our last bytes into
+    /// a reset); without it, close at once (the peer already sent its Close —
+    /// RFC 6455 §7.1.1: "the server SHOULD close the underlying TCP
+    /// connection first").
+    Closing {
+        /// Wait for the peer's EOF after our bytes are out.
+        linger: bool,
+        /// Our sending side is already shut down.
+        write_shut: bool,
+    },
+}
+
+impl Phase {
+    /// Whether incoming bytes are still interpreted (not just discarded).
+    pub fn reads_input(&self) -> bool {
+        matches!(self, Phase::Handshaking(_) | Phase::Open(_))
+    }
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: Stream,
+    /// Unique per reactor; tells a timer entry for a reused slab slot apart.
+    pub id: u64,
+    /// Lifecycle phase (and the protocol state that lives in it).
+    pub phase: Phase,
+    /// Bytes of an unfinished request head or frame. Empty — and holding no
+    /// allocation — whenever the connection is between frames.
+    pub inbuf: Vec<u8>,
+    /// Bytes the kernel refused, in pooled chunks.
+    pub out: OutQueue,
+    /// Reading is paused because `out` is over the backpressure cap.
+    pub read_paused: bool,
+    /// The connection is in the reactor's run queue.
+    pub queued: bool,
+}
+
+impl Conn {
+    /// A connection that has just been accepted.
+    pub fn new(stream: Stream, id: u64) -> Self {
+        Conn {
+            stream,
+            id,
+            phase: Phase::Handshaking(RequestScanner::default()),
+            inbuf: Vec::new(),
+            out: OutQueue::default(),
+            read_paused: false,
+            queued: false,
+        }
+    }
+
+    /// Move to `phase`.
+    pub fn set_phase(&mut self, phase: Phase) {
+        log::trace!("conn {}: {:?} -> {:?}", self.id, self.phase_name(), phase_name(&phase));
+        self.phase = phase;
+    }
+
+    /// A short name of the current phase, for logs.
+    pub fn phase_name(&self) -> &'static str {
+        phase_name(&self.phase)
+    }
+}
+
+fn phase_name(p: &Phase) -> &'static str {
+    match p {
+        Phase::Handshaking(_) => "handshaking",
+        Phase::Open(_) => "open",
+        Phase::Closing { .. } => "closing",
+    }
+}
