@@ -90,7 +90,10 @@ fn main() {
             max_message: args.max_message,
             max_fragments: args.max_fragments,
         },
-        policy: UpgradePolicy { origin, subprotocols: args.subprotocols.clone() },
+        policy: UpgradePolicy {
+            origin,
+            subprotocols: args.subprotocols.clone(),
+        },
         handshake_timeout: secs(args.handshake_timeout),
         close_timeout: secs(args.close_timeout),
         shutdown_grace: secs(args.shutdown_grace),
@@ -116,11 +119,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    log::info!("listening on http://{} (page at /, echo at /echo)", server.local_addr());
+    log::info!(
+        "listening on http://{} (page at /, echo at /echo)",
+        server.local_addr()
+    );
 
     // First SIGINT/SIGTERM: drain gracefully. Second: exit at once.
     let handle = server.shutdown_handle();
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+    match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 let mut seen = 0;

@@ -47,9 +47,7 @@ impl CloseCode {
 /// reason. RFC 6455 §5.5.1: "If there is a body, the first two bytes of the
 /// body MUST be a 2-byte unsigned integer"; the rest "is not guaranteed to be
 /// human readable" but, being text, must be UTF-8 (§8.1).
-pub fn parse_close_payload(
-    payload: &[u8],
-) -> Result<Option<(CloseCode, &[u8])>, ProtocolError> {
+pub fn parse_close_payload(payload: &[u8]) -> Result<Option<(CloseCode, &[u8])>, ProtocolError> {
     match payload.len() {
         0 => Ok(None),
         1 => Err(ProtocolError::CloseTooShort),
@@ -73,10 +71,14 @@ mod tests {
 
     #[test]
     fn receivable_code_classes() {
-        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+        for c in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+        ] {
             assert!(CloseCode(c).is_receivable(), "{c}");
         }
-        for c in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+        for c in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(c).is_receivable(), "{c}");
         }
     }

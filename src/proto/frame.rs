@@ -154,7 +154,16 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Some((FrameHeader { fin, rsv: b0 & 0x70, opcode, mask, payload_len }, pos)))
+        Ok(Some((
+            FrameHeader {
+                fin,
+                rsv: b0 & 0x70,
+                opcode,
+                mask,
+                payload_len,
+            },
+            pos,
+        )))
     }
 
     /// Encode this header into `out`; returns the number of bytes written
@@ -211,8 +220,14 @@ pub fn write_frame(
     payload: &[u8],
 ) {
     let mut hdr = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 }
-        .encode(&mut hdr);
+    let n = FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask,
+        payload_len: payload.len() as u64,
+    }
+    .encode(&mut hdr);
     out.extend_from_slice(&hdr[..n]);
     let start = out.len();
     out.extend_from_slice(payload);
@@ -234,13 +249,30 @@ mod tests {
     fn encode_then_decode_round_trips_every_length_class() {
         for len in [0u64, 1, 125, 126, 127, 65535, 65536, MAX] {
             for mask in [None, Some([9, 8, 7, 6])] {
-                let h = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask, payload_len: len };
+                let h = FrameHeader {
+                    fin: true,
+                    rsv: 0,
+                    opcode: OpCode::Binary,
+                    mask,
+                    payload_len: len,
+                };
                 let mut buf = [0u8; MAX_HEADER_LEN];
                 let n = h.encode(&mut buf);
-                let role = if mask.is_some() { Role::Server } else { Role::Client };
-                assert_eq!(FrameHeader::decode(&buf[..n], role, 0, MAX), Ok(Some((h, n))));
+                let role = if mask.is_some() {
+                    Role::Server
+                } else {
+                    Role::Client
+                };
+                assert_eq!(
+                    FrameHeader::decode(&buf[..n], role, 0, MAX),
+                    Ok(Some((h, n)))
+                );
                 for cut in 0..n {
-                    assert_eq!(FrameHeader::decode(&buf[..cut], role, 0, MAX), Ok(None), "cut {cut}");
+                    assert_eq!(
+                        FrameHeader::decode(&buf[..cut], role, 0, MAX),
+                        Ok(None),
+                        "cut {cut}"
+                    );
                 }
             }
         }

@@ -114,11 +114,15 @@ impl Session {
         buf: &mut [u8],
         limits: &Limits,
     ) -> Result<Option<(Action, usize)>, ProtocolError> {
-        let (h, hlen) =
-            match FrameHeader::decode(buf, self.role, self.rsv_allowed, limits.max_frame_payload)? {
-                Some(x) => x,
-                None => return Ok(None),
-            };
+        let (h, hlen) = match FrameHeader::decode(
+            buf,
+            self.role,
+            self.rsv_allowed,
+            limits.max_frame_payload,
+        )? {
+            Some(x) => x,
+            None => return Ok(None),
+        };
         let len = h.payload_len;
         let is_data = !h.opcode.is_control();
         if is_data {
@@ -163,7 +167,9 @@ impl Session {
                     apply_mask(part, key, self.partial_done as usize);
                 }
                 if text {
-                    self.utf8.push(part).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8
+                        .push(part)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 self.partial_done = avail;
             }
@@ -171,7 +177,11 @@ impl Session {
         }
 
         let end = hlen + len as usize;
-        let done = if is_data { self.partial_done as usize } else { 0 };
+        let done = if is_data {
+            self.partial_done as usize
+        } else {
+            0
+        };
         self.partial_done = 0;
         let rest = &mut buf[hlen + done..end];
         if let Some(key) = h.mask {
@@ -183,13 +193,13 @@ impl Session {
             OpCode::Pong => Action::Pong(payload),
             OpCode::Close => {
                 let parsed = parse_close_payload(&buf[payload.clone()])?;
-                Action::Close(parsed.map(|(code, reason)| {
-                    (code, end - reason.len()..end)
-                }))
+                Action::Close(parsed.map(|(code, reason)| (code, end - reason.len()..end)))
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if text {
-                    self.utf8.push(rest).map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8
+                        .push(rest)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
                     if h.fin {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
@@ -209,7 +219,12 @@ impl Session {
                     self.msg_len += len;
                     self.fragments += 1;
                 }
-                Action::Data { opcode: h.opcode, fin: h.fin, rsv: h.rsv, payload }
+                Action::Data {
+                    opcode: h.opcode,
+                    fin: h.fin,
+                    rsv: h.rsv,
+                    payload,
+                }
             }
         };
         Ok(Some((action, end)))
@@ -245,9 +260,9 @@ mod tests {
                 match s.next(&mut buf, &limits) {
                     Ok(Some((a, used))) => {
                         let bytes = match &a {
-                            Action::Data { payload, .. } | Action::Ping(payload) | Action::Pong(payload) => {
-                                buf[payload.clone()].to_vec()
-                            }
+                            Action::Data { payload, .. }
+                            | Action::Ping(payload)
+                            | Action::Pong(payload) => buf[payload.clone()].to_vec(),
                             Action::Close(_) => Vec::new(),
                         };
                         out.push((a, bytes));
@@ -308,7 +323,14 @@ mod tests {
     #[test]
     fn invalid_utf8_fails_fast_inside_a_frame_and_across_fragments() {
         // The frame announces 20 bytes but only the invalid prefix arrived.
-        let mut f = masked(true, OpCode::Text, &[b'a', 0xF4, 0x90, 0x80, 0x80, b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i', b'j', b'k', b'l', b'm', b'n', b'o', b'p']);
+        let mut f = masked(
+            true,
+            OpCode::Text,
+            &[
+                b'a', 0xF4, 0x90, 0x80, 0x80, b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i', b'j',
+                b'k', b'l', b'm', b'n', b'o', b'p',
+            ],
+        );
         f.truncate(6 + 3);
         let (_, err) = run(&f, &[]);
         assert_eq!(err, Some(ProtocolError::InvalidUtf8));
@@ -338,12 +360,19 @@ mod tests {
         s[1] = 0x81;
         assert_eq!(run(&s, &[]).1, Some(ProtocolError::CloseTooShort));
 
-        let limits = Limits { max_message: 10, max_fragments: 2, ..Limits::default() };
+        let limits = Limits {
+            max_message: 10,
+            max_fragments: 2,
+            ..Limits::default()
+        };
         let mut sess = Session::new(Role::Server);
         let mut a = masked(false, OpCode::Binary, &[0; 6]);
         assert!(sess.next(&mut a, &limits).unwrap().is_some());
         let mut b = masked(false, OpCode::Continuation, &[0; 5]);
-        assert_eq!(sess.next(&mut b, &limits), Err(ProtocolError::MessageTooBig));
+        assert_eq!(
+            sess.next(&mut b, &limits),
+            Err(ProtocolError::MessageTooBig)
+        );
         let mut sess = Session::new(Role::Server);
         for _ in 0..2 {
             let mut f = masked(false, OpCode::Binary, b"");
@@ -353,6 +382,9 @@ mod tests {
             assert!(sess.next(&mut f, &limits).unwrap().is_some());
         }
         let mut f = masked(false, OpCode::Continuation, b"");
-        assert_eq!(sess.next(&mut f, &limits), Err(ProtocolError::TooManyFragments));
+        assert_eq!(
+            sess.next(&mut f, &limits),
+            Err(ProtocolError::TooManyFragments)
+        );
     }
 }

@@ -73,7 +73,12 @@ impl Conn {
 
     /// Move to `phase`.
     pub fn set_phase(&mut self, phase: Phase) {
-        log::trace!("conn {}: {:?} -> {:?}", self.id, self.phase_name(), phase_name(&phase));
+        log::trace!(
+            "conn {}: {:?} -> {:?}",
+            self.id,
+            self.phase_name(),
+            phase_name(&phase)
+        );
         self.phase = phase;
     }
 

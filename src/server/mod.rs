@@ -180,7 +180,8 @@ impl Server {
     /// `SO_REUSEPORT` listeners).
     pub fn from_listener(mut listener: TcpListener, cfg: Config) -> std::io::Result<Server> {
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
         let ctx = Ctx {
@@ -199,7 +200,10 @@ impl Server {
             conns: Slab::new(),
             ctx,
             ready: VecDeque::new(),
-            shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), waker },
+            shutdown: ShutdownHandle {
+                flag: Arc::new(AtomicBool::new(false)),
+                waker,
+            },
             drain_deadline: None,
             accept_retry: None,
             next_id: 1,
@@ -238,7 +242,8 @@ impl Server {
                     }
                     Token(t) => {
                         let readable = event.is_readable() || event.is_read_closed();
-                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
                         self.drive(t - FIRST_CONN, readable, writable);
                     }
                 }
@@ -246,7 +251,9 @@ impl Server {
             // One more turn for connections that ran out of budget; ones that
             // run out again go to the back for the next round.
             for _ in 0..self.ready.len() {
-                let Some(key) = self.ready.pop_front() else { break };
+                let Some(key) = self.ready.pop_front() else {
+                    break;
+                };
                 if let Some(c) = self.conns.get_mut(key) {
                     c.queued = false;
                     self.drive(key, true, false);
@@ -279,12 +286,17 @@ impl Server {
     }
 
     fn accept(&mut self) {
-        let Some(listener) = self.listener.as_ref() else { return };
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
         loop {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.ctx.cfg.max_connections {
-                        log::warn!("{peer}: over max-connections ({}), answering 503", self.ctx.cfg.max_connections);
+                        log::warn!(
+                            "{peer}: over max-connections ({}), answering 503",
+                            self.ctx.cfg.max_connections
+                        );
                         let mut resp = Vec::new();
                         handshake::write_response(
                             &mut resp,
@@ -331,7 +343,9 @@ impl Server {
     /// Handle readiness for connection `key` and settle its fate.
     fn drive(&mut self, key: usize, readable: bool, writable: bool) {
         // Events are hints: the connection may be gone (or its slot reused).
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let ctx = &mut self.ctx;
         let mut fate = Fate::Keep;
         if writable {
@@ -370,12 +384,20 @@ impl Server {
             self.accept();
         }
         while let Some((key, id)) = self.ctx.handshake_timers.pop_expired(now) {
-            if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Handshaking(_))) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.id == id && matches!(c.phase, Phase::Handshaking(_)))
+            {
                 self.drop_conn(key, "handshake timeout");
             }
         }
         while let Some((key, id)) = self.ctx.close_timers.pop_expired(now) {
-            if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Closing { .. })) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.id == id && matches!(c.phase, Phase::Closing { .. }))
+            {
                 self.drop_conn(key, "close timeout");
             }
         }
@@ -385,14 +407,19 @@ impl Server {
         if self.drain_deadline.is_some() {
             return;
         }
-        log::info!("shutting down: no new connections; closing {} with 1001", self.conns.len());
+        log::info!(
+            "shutting down: no new connections; closing {} with 1001",
+            self.conns.len()
+        );
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             match conn.phase {
                 Phase::Handshaking(_) => self.drop_conn(key, "shutdown"),
                 Phase::Open(_) => {
@@ -460,7 +487,11 @@ fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
             return Fate::Drop(why);
         }
         if conn.out.len() > ctx.cfg.backpressure_bytes {
-            log::debug!("conn {}: {} bytes unsent, pausing reads", conn.id, conn.out.len());
+            log::debug!(
+                "conn {}: {} bytes unsent, pausing reads",
+                conn.id,
+                conn.out.len()
+            );
             conn.read_paused = true;
             return Fate::Keep;
         }
@@ -487,7 +518,11 @@ fn process_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, n: usize) -> Fate {
     };
     let len = if from_inbuf { buf.len() } else { n };
     let (consumed, fate) = consume(conn, ctx, key, &mut buf[..len]);
-    let rest = if conn.phase.reads_input() { &buf[consumed..len] } else { &[][..] };
+    let rest = if conn.phase.reads_input() {
+        &buf[consumed..len]
+    } else {
+        &[][..]
+    };
     if from_inbuf {
         if !rest.is_empty() {
             buf.drain(..consumed);
@@ -514,7 +549,10 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
             match scanner.feed(buf, &limits) {
                 Ok(None) => (0, Fate::Keep),
                 Ok(Some(head)) if head < buf.len() => {
-                    log::info!("conn {}: client sent data before handshake is complete", conn.id);
+                    log::info!(
+                        "conn {}: client sent data before handshake is complete",
+                        conn.id
+                    );
                     reject(conn, ctx, key, &handshake::EARLY_DATA);
                     (buf.len(), Fate::Keep)
                 }
@@ -532,7 +570,13 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
                             enter_closing(conn, ctx, key, true);
                         }
                         Ok(Route::Upgrade(up)) => {
-                            handshake::write_switching(&mut ctx.cork, &up, &ctx.cfg.policy, None, &[]);
+                            handshake::write_switching(
+                                &mut ctx.cork,
+                                &up,
+                                &ctx.cfg.policy,
+                                None,
+                                &[],
+                            );
                             log::info!("conn {}: upgraded", conn.id);
                             conn.set_phase(Phase::Open(Session::new(Role::Server)));
                         }
@@ -552,21 +596,37 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
 }
 
 fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
-    log::info!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
+    log::info!(
+        "conn {}: upgrade rejected: {} {}",
+        conn.id,
+        err.status,
+        err.reason
+    );
     handshake::write_error(&mut ctx.cork, err);
     enter_closing(conn, ctx, key, true);
 }
 
 fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, linger: bool) {
-    conn.set_phase(Phase::Closing { linger, write_shut: false });
+    conn.set_phase(Phase::Closing {
+        linger,
+        write_shut: false,
+    });
     conn.inbuf = Vec::new();
     ctx.close_timers.push(ctx.now, key, conn.id);
 }
 
 /// Decode every complete frame in `buf` and queue its echo or reply.
 fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
-    let Conn { stream, phase, out, id, .. } = conn;
-    let Phase::Open(session) = phase else { return (buf.len(), Fate::Keep) };
+    let Conn {
+        stream,
+        phase,
+        out,
+        id,
+        ..
+    } = conn;
+    let Phase::Open(session) = phase else {
+        return (buf.len(), Fate::Keep);
+    };
     let limits = ctx.cfg.limits;
     let mut pos = 0;
     let mut hdr = [0u8; MAX_HEADER_LEN];
@@ -580,10 +640,18 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
                 pos += used;
                 let frame = &buf[base..pos];
                 let (opcode, fin, rsv, payload) = match action {
-                    Action::Data { opcode, fin, rsv, payload } => {
+                    Action::Data {
+                        opcode,
+                        fin,
+                        rsv,
+                        payload,
+                    } => {
                         if fin && log::log_enabled!(log::Level::Debug) {
                             let p = &frame[payload.clone()];
-                            log::debug!("conn {id}: recv: {}", String::from_utf8_lossy(&p[..p.len().min(256)]));
+                            log::debug!(
+                                "conn {id}: recv: {}",
+                                String::from_utf8_lossy(&p[..p.len().min(256)])
+                            );
                         }
                         (opcode, fin, rsv, payload)
                     }
@@ -591,13 +659,22 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
                     Action::Pong(_) => continue,
                     Action::Close(code) => {
                         let code = code.map(|(c, _)| c);
-                        log::info!("conn {id}: close from peer ({})", code.map_or(1005, |c| c.0));
+                        log::info!(
+                            "conn {id}: close from peer ({})",
+                            code.map_or(1005, |c| c.0)
+                        );
                         closing = Some((false, code));
                         break;
                     }
                 };
                 let p = &frame[payload];
-                let h = FrameHeader { fin, rsv, opcode, mask: None, payload_len: p.len() as u64 };
+                let h = FrameHeader {
+                    fin,
+                    rsv,
+                    opcode,
+                    mask: None,
+                    payload_len: p.len() as u64,
+                };
                 let n = h.encode(&mut hdr);
                 if send(stream, out, ctx, &hdr[..n], p).is_err() {
                     return (buf.len(), Fate::Drop("write error"));
@@ -614,8 +691,14 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
         // Reply with the peer's code (or our error's), RFC 6455 §5.5.1.
         let body = code.map(|c| c.0.to_be_bytes());
         let body: &[u8] = body.as_ref().map_or(&[], |b| &b[..]);
-        let n = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Close, mask: None, payload_len: body.len() as u64 }
-            .encode(&mut hdr);
+        let n = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Close,
+            mask: None,
+            payload_len: body.len() as u64,
+        }
+        .encode(&mut hdr);
         if send(stream, out, ctx, &hdr[..n], body).is_err() {
             return (buf.len(), Fate::Drop("write error"));
         }
@@ -628,14 +711,27 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
 fn send_close(conn: &mut Conn, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
     let mut hdr = [0u8; MAX_HEADER_LEN];
     let body = code.0.to_be_bytes();
-    let n = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Close, mask: None, payload_len: 2 }.encode(&mut hdr);
+    let n = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Close,
+        mask: None,
+        payload_len: 2,
+    }
+    .encode(&mut hdr);
     send(&mut conn.stream, &mut conn.out, ctx, &hdr[..n], &body)?;
     finish_cork(&mut conn.stream, &mut conn.out, ctx)
 }
 
 /// Queue one frame (`hdr` + `payload`) for the peer: into the cork if it
 /// fits, else (large payloads) written straight from the caller's buffer.
-fn send(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx, hdr: &[u8], payload: &[u8]) -> std::io::Result<()> {
+fn send(
+    stream: &mut Stream,
+    out: &mut OutQueue,
+    ctx: &mut Ctx,
+    hdr: &[u8],
+    payload: &[u8],
+) -> std::io::Result<()> {
     let total = hdr.len() + payload.len();
     if ctx.cork.len() + total <= ctx.cfg.cork_size {
         ctx.cork.extend_from_slice(hdr);
@@ -648,7 +744,11 @@ fn send(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx, hdr: &[u8], payl
         ctx.cork.extend_from_slice(payload);
         return Ok(());
     }
-    let written = if out.is_empty() { io::write_now(stream, hdr, payload)? } else { 0 };
+    let written = if out.is_empty() {
+        io::write_now(stream, hdr, payload)?
+    } else {
+        0
+    };
     if written < hdr.len() {
         out.push(&hdr[written..], &mut ctx.pool);
         out.push(payload, &mut ctx.pool);
@@ -664,7 +764,11 @@ fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx) -> std::i
     if ctx.cork.is_empty() {
         return Ok(());
     }
-    let written = if out.is_empty() { io::write_now(stream, &ctx.cork, &[]) } else { Ok(0) };
+    let written = if out.is_empty() {
+        io::write_now(stream, &ctx.cork, &[])
+    } else {
+        Ok(0)
+    };
     let result = match written {
         Ok(w) => {
             out.push(&ctx.cork[w..], &mut ctx.pool);
@@ -685,7 +789,10 @@ fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
             }
             if !write_shut {
                 let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-                conn.set_phase(Phase::Closing { linger, write_shut: true });
+                conn.set_phase(Phase::Closing {
+                    linger,
+                    write_shut: true,
+                });
             }
         }
     }
@@ -697,7 +804,10 @@ fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
 pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     unsafe {
-        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -707,6 +817,6 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
                 return Err(std::io::Error::last_os_error());
             }
         }
-        Ok((rl.rlim_cur as u64, rl.rlim_max as u64))
+        Ok((rl.rlim_cur, rl.rlim_max))
     }
 }
