@@ -17,6 +17,7 @@
 //! - [`pool`] holds the write chunks every connection of a reactor shares.
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod client;
 pub mod pool;
 pub mod proto;
 pub mod server;

@@ -530,3 +530,79 @@ mod tests {
         assert_eq!(err.status, 431);
     }
 }
+
+/// Append a client upgrade request for `ws://host/path` with `key` (the
+/// base64 of 16 random bytes), offering `protocols` and `extensions`.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    host: &str,
+    path: &str,
+    key: &str,
+    protocols: &[String],
+    extensions: Option<&str>,
+) {
+    out.extend_from_slice(b"GET ");
+    push_header_value(out, path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    push_header_value(out, host.as_bytes());
+    out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ");
+    push_header_value(out, key.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !protocols.is_empty() {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        push_header_value(out, protocols.join(", ").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(ext) = extensions {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        push_header_value(out, ext.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed server response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Length of the head (the body or first frame starts here).
+    pub head_len: usize,
+    /// `Content-Length`, if given.
+    pub content_length: Option<usize>,
+    /// `Sec-WebSocket-Accept`, if given.
+    pub accept: Option<String>,
+    /// `Sec-WebSocket-Protocol`, if given.
+    pub protocol: Option<String>,
+    /// `Sec-WebSocket-Extensions`, if given.
+    pub extensions: Option<String>,
+    /// Whether `Upgrade: websocket` and `Connection: upgrade` are present.
+    pub upgrade_headers_ok: bool,
+}
+
+/// Parse a response head from the front of `buf`: `Ok(None)` while
+/// incomplete. Bytes after the head (a body, or frames the server sent right
+/// after its 101) are left for the caller.
+pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, HandshakeError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() >= limits.max_request_bytes { Err(TOO_LARGE) } else { Ok(None) };
+    };
+    let head_len = end + 4;
+    let mut storage = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut storage);
+    match resp.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => return Err(MALFORMED),
+    }
+    let h = resp.headers;
+    let text = |name: &str| header(h, name).map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned());
+    Ok(Some(Response {
+        status: resp.code.unwrap_or(0),
+        head_len,
+        content_length: text("Content-Length").and_then(|v| v.parse().ok()),
+        accept: text("Sec-WebSocket-Accept"),
+        protocol: text("Sec-WebSocket-Protocol"),
+        extensions: text("Sec-WebSocket-Extensions"),
+        upgrade_headers_ok: header_has_token(h, "Upgrade", "websocket") && header_has_token(h, "Connection", "upgrade"),
+    }))
+}

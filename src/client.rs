@@ -1,0 +1,378 @@
+//! A small blocking WebSocket client on the same protocol core: used by the
+//! `wsecho-client` binary and by the integration tests.
+//!
+//! It masks every frame with a fresh random key, sends a random 16-byte
+//! `Sec-WebSocket-Key`, verifies `Sec-WebSocket-Accept`, and keeps any bytes
+//! the server sent right behind its 101 response (they are frames, not
+//! noise).
+
+use crate::proto::frame::{write_frame, OpCode};
+use crate::proto::handshake::{self, accept_key};
+use crate::proto::{Action, HandshakeError, Limits, ProtocolError, Role, Session};
+use base64::Engine;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Subprotocols to offer, in preference order.
+    pub protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions` offer, if any.
+    pub extensions: Option<String>,
+    /// Connect and handshake timeout.
+    pub timeout: Duration,
+    /// Limits for what the server may send.
+    pub limits: Limits,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { protocols: Vec::new(), extensions: None, timeout: Duration::from_secs(10), limits: Limits::default() }
+    }
+}
+
+/// A received message (fragments already joined).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping (already answered with a pong).
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// The server's Close frame: code and reason (None if empty). Already
+    /// answered if we had not sent a Close ourselves.
+    Close(Option<(u16, String)>),
+}
+
+/// Why a client operation failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The URL is not `ws://host[:port][/path]`.
+    Url(String),
+    /// A socket error (connection refused, reset, timeout, EOF).
+    Io(io::Error),
+    /// The server answered the upgrade with another status.
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Response body (truncated to 64 KiB).
+        body: String,
+    },
+    /// `Sec-WebSocket-Accept` missing or wrong.
+    BadAccept,
+    /// The response was not valid HTTP.
+    Handshake(HandshakeError),
+    /// The server broke the protocol; we sent Close with its code.
+    Protocol(ProtocolError),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Url(u) => write!(f, "bad URL {u:?}: expected ws://host[:port][/path]"),
+            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::Status { status, body } => {
+                write!(f, "server answered HTTP {status} instead of 101: {}", body.trim_end())
+            }
+            ClientError::BadAccept => f.write_str("server sent a wrong Sec-WebSocket-Accept"),
+            ClientError::Handshake(e) => write!(f, "bad handshake response: {e}"),
+            ClientError::Protocol(e) => write!(f, "protocol error from server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// `ws://host:port/path` split into (`host:port`, `/path`).
+pub fn parse_url(url: &str) -> Result<(String, String), ClientError> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::Url(url.into()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(ClientError::Url(url.into()));
+    }
+    let authority =
+        if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+    Ok((authority, path.to_string()))
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).expect("OS randomness");
+    b
+}
+
+/// Sends frames; can be cloned off a [`Client`] to send from another thread.
+#[derive(Debug)]
+pub struct Sender {
+    stream: TcpStream,
+    scratch: Vec<u8>,
+}
+
+impl Sender {
+    /// Send one complete frame, masked with a fresh key.
+    pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        self.scratch.clear();
+        write_frame(&mut self.scratch, fin, 0, opcode, Some(random::<4>()), payload);
+        self.stream.write_all(&self.scratch)
+    }
+
+    /// Send a text message.
+    pub fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.send_frame(true, OpCode::Text, text.as_bytes())
+    }
+
+    /// Send a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send_frame(true, OpCode::Binary, data)
+    }
+
+    /// Send a Close frame with `code` and `reason`.
+    pub fn send_close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        let mut body = code.to_be_bytes().to_vec();
+        body.extend_from_slice(reason.as_bytes());
+        self.send_frame(true, OpCode::Close, &body)
+    }
+
+    /// Send raw bytes as they are (for tests of malformed input).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+}
+
+/// A connected, upgraded client.
+#[derive(Debug)]
+pub struct Client {
+    reader: TcpStream,
+    sender: Sender,
+    session: Session,
+    limits: Limits,
+    /// Received bytes not yet decoded.
+    buf: Vec<u8>,
+    /// The message being joined from fragments.
+    msg: Vec<u8>,
+    msg_text: bool,
+    /// The subprotocol the server chose.
+    protocol: Option<String>,
+    /// The server's `Sec-WebSocket-Extensions` answer.
+    extensions: Option<String>,
+    close_sent: bool,
+}
+
+impl Client {
+    /// Connect to `url` and upgrade.
+    pub fn connect(url: &str, opts: &ClientOptions) -> Result<Client, ClientError> {
+        let (authority, path) = parse_url(url)?;
+        let addr = authority
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| ClientError::Io(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
+        let stream = TcpStream::connect_timeout(&addr, opts.timeout)?;
+        Client::handshake(stream, &authority, &path, opts)
+    }
+
+    /// Upgrade an already connected stream.
+    pub fn handshake(
+        mut stream: TcpStream,
+        host: &str,
+        path: &str,
+        opts: &ClientOptions,
+    ) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(opts.timeout))?;
+        let key = base64::engine::general_purpose::STANDARD.encode(random::<16>());
+        let mut req = Vec::new();
+        handshake::write_request(&mut req, host, path, &key, &opts.protocols, opts.extensions.as_deref());
+        stream.write_all(&req)?;
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let resp = loop {
+            if let Some(r) = handshake::parse_response(&buf, &opts.limits).map_err(ClientError::Handshake)? {
+                break r;
+            }
+            let n = stream.read(&mut tmp)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed during handshake").into());
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        if resp.status != 101 {
+            let want = resp.content_length.unwrap_or(64 * 1024).min(64 * 1024);
+            while buf.len() - resp.head_len < want {
+                match stream.read(&mut tmp) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+            let end = buf.len().min(resp.head_len + want);
+            let body = String::from_utf8_lossy(&buf[resp.head_len..end]).into_owned();
+            return Err(ClientError::Status { status: resp.status, body });
+        }
+        if resp.accept.as_deref().map(str::as_bytes) != Some(&accept_key(key.as_bytes())[..]) {
+            return Err(ClientError::BadAccept);
+        }
+        // Frames may have arrived in the same read as the 101: keep them.
+        buf.drain(..resp.head_len);
+        stream.set_read_timeout(None)?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: stream,
+            sender: Sender { stream: writer, scratch: Vec::new() },
+            session: Session::new(Role::Client),
+            limits: opts.limits,
+            buf,
+            msg: Vec::new(),
+            msg_text: false,
+            protocol: resp.protocol,
+            extensions: resp.extensions,
+            close_sent: false,
+        })
+    }
+
+    /// The subprotocol the server selected.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The server's `Sec-WebSocket-Extensions` answer.
+    pub fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
+    }
+
+    /// The sending half.
+    pub fn sender(&mut self) -> &mut Sender {
+        &mut self.sender
+    }
+
+    /// A second sending half for another thread.
+    pub fn try_clone_sender(&self) -> io::Result<Sender> {
+        Ok(Sender { stream: self.sender.stream.try_clone()?, scratch: Vec::new() })
+    }
+
+    /// Read timeout for [`recv`](Client::recv).
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.reader.set_read_timeout(t)
+    }
+
+    /// Send a text message.
+    pub fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.sender.send_text(text)
+    }
+
+    /// Send a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        self.sender.send_binary(data)
+    }
+
+    /// Start the closing handshake.
+    pub fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        self.close_sent = true;
+        self.sender.send_close(code, reason)
+    }
+
+    /// Receive the next message, answering pings and closes on the way.
+    pub fn recv(&mut self) -> Result<Message, ClientError> {
+        let mut tmp = vec![0u8; 64 * 1024];
+        loop {
+            match self.session.next(&mut self.buf, &self.limits) {
+                Err(e) => {
+                    let _ = self.sender.send_close(e.close_code().0, "");
+                    self.close_sent = true;
+                    return Err(ClientError::Protocol(e));
+                }
+                Ok(Some((action, used))) => {
+                    let out = match action {
+                        Action::Data { opcode, fin, payload, .. } => {
+                            if opcode != OpCode::Continuation {
+                                self.msg.clear();
+                                self.msg_text = opcode == OpCode::Text;
+                            }
+                            self.msg.extend_from_slice(&self.buf[payload]);
+                            if fin {
+                                let data = std::mem::take(&mut self.msg);
+                                Some(if self.msg_text {
+                                    // Validated by the session already.
+                                    Message::Text(String::from_utf8(data).unwrap_or_default())
+                                } else {
+                                    Message::Binary(data)
+                                })
+                            } else {
+                                None
+                            }
+                        }
+                        Action::Ping(p) => {
+                            let data = self.buf[p].to_vec();
+                            self.sender.send_frame(true, OpCode::Pong, &data)?;
+                            Some(Message::Ping(data))
+                        }
+                        Action::Pong(p) => Some(Message::Pong(self.buf[p].to_vec())),
+                        Action::Close(c) => {
+                            let c = c.map(|(code, r)| (code.0, String::from_utf8_lossy(&self.buf[r]).into_owned()));
+                            if !self.close_sent {
+                                self.close_sent = true;
+                                let body = c.as_ref().map(|(code, _)| code.to_be_bytes().to_vec()).unwrap_or_default();
+                                let _ = self.sender.send_frame(true, OpCode::Close, &body);
+                            }
+                            Some(Message::Close(c))
+                        }
+                    };
+                    self.buf.drain(..used);
+                    if let Some(m) = out {
+                        return Ok(m);
+                    }
+                }
+                Ok(None) => {
+                    let n = self.reader.read(&mut tmp)?;
+                    if n == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed TCP").into());
+                    }
+                    self.buf.extend_from_slice(&tmp[..n]);
+                }
+            }
+        }
+    }
+
+    /// Read until the server closes TCP (after a close handshake); returns
+    /// whether it did within the current read timeout.
+    pub fn wait_for_eof(&mut self) -> bool {
+        let mut tmp = [0u8; 4096];
+        loop {
+            match self.reader.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parsing() {
+        assert_eq!(parse_url("ws://localhost:8080/echo").unwrap(), ("localhost:8080".into(), "/echo".into()));
+        assert_eq!(parse_url("ws://example.com").unwrap(), ("example.com:80".into(), "/".into()));
+        assert!(parse_url("http://x/").is_err());
+        assert!(parse_url("ws:///x").is_err());
+    }
+}
