@@ -585,7 +585,11 @@ pub struct Response {
 /// after its 101) are left for the caller.
 pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, HandshakeError> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() >= limits.max_request_bytes { Err(TOO_LARGE) } else { Ok(None) };
+        return if buf.len() >= limits.max_request_bytes {
+            Err(TOO_LARGE)
+        } else {
+            Ok(None)
+        };
     };
     let head_len = end + 4;
     let mut storage = [httparse::EMPTY_HEADER; 64];
@@ -595,7 +599,8 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, H
         Ok(httparse::Status::Partial) | Err(_) => return Err(MALFORMED),
     }
     let h = resp.headers;
-    let text = |name: &str| header(h, name).map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned());
+    let text =
+        |name: &str| header(h, name).map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned());
     Ok(Some(Response {
         status: resp.code.unwrap_or(0),
         head_len,
@@ -603,6 +608,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, H
         accept: text("Sec-WebSocket-Accept"),
         protocol: text("Sec-WebSocket-Protocol"),
         extensions: text("Sec-WebSocket-Extensions"),
-        upgrade_headers_ok: header_has_token(h, "Upgrade", "websocket") && header_has_token(h, "Connection", "upgrade"),
+        upgrade_headers_ok: header_has_token(h, "Upgrade", "websocket")
+            && header_has_token(h, "Connection", "upgrade"),
     }))
 }

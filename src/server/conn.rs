@@ -27,13 +27,25 @@ pub enum Phase {
         linger: bool,
         /// Our sending side is already shut down.
         write_shut: bool,
+        /// Kept when we started a clean close (shutdown's 1001): frames are
+        /// still decoded, data is ignored, and the peer's Close ends the
+        /// connection at once. None after an error: input is discarded.
+        session: Option<Session>,
     },
 }
 
 impl Phase {
     /// Whether incoming bytes are still interpreted (not just discarded).
     pub fn reads_input(&self) -> bool {
-        matches!(self, Phase::Handshaking(_) | Phase::Open(_))
+        matches!(
+            self,
+            Phase::Handshaking(_)
+                | Phase::Open(_)
+                | Phase::Closing {
+                    session: Some(_),
+                    ..
+                }
+        )
     }
 }
 

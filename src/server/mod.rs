@@ -427,7 +427,7 @@ impl Server {
                     let mut fate = read_conn(conn, &mut self.ctx, key);
                     if matches!(conn.phase, Phase::Open(_)) {
                         let r = send_close(conn, &mut self.ctx, CloseCode::GOING_AWAY);
-                        enter_closing(conn, &mut self.ctx, key, true);
+                        enter_closing(conn, &mut self.ctx, key, true, true);
                         if r.is_err() {
                             fate = Fate::Drop("write error");
                         }
@@ -567,7 +567,7 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
                                 HOME_PAGE.as_bytes(),
                             );
                             log::info!("conn {}: GET / (home page)", conn.id);
-                            enter_closing(conn, ctx, key, true);
+                            enter_closing(conn, ctx, key, true, false);
                         }
                         Ok(Route::Upgrade(up)) => {
                             handshake::write_switching(
@@ -591,7 +591,25 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
             }
         }
         Phase::Open(_) => echo_frames(conn, ctx, key, buf),
-        Phase::Closing { .. } => (buf.len(), Fate::Keep),
+        Phase::Closing {
+            session: Some(session),
+            ..
+        } => {
+            // We sent Close; wait for the peer's, ignoring data meanwhile.
+            let mut pos = 0;
+            while pos < buf.len() {
+                match session.next(&mut buf[pos..], &ctx.cfg.limits) {
+                    Ok(Some((Action::Close(_), _))) => {
+                        return (buf.len(), Fate::Drop("close handshake done"))
+                    }
+                    Ok(Some((_, used))) => pos += used,
+                    Ok(None) => break,
+                    Err(_) => return (buf.len(), Fate::Drop("protocol error while closing")),
+                }
+            }
+            (pos, Fate::Keep)
+        }
+        Phase::Closing { session: None, .. } => (buf.len(), Fate::Keep),
     }
 }
 
@@ -603,15 +621,30 @@ fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
         err.reason
     );
     handshake::write_error(&mut ctx.cork, err);
-    enter_closing(conn, ctx, key, true);
+    enter_closing(conn, ctx, key, true, false);
 }
 
-fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, linger: bool) {
+/// Leave Open/Handshaking after queueing our last bytes. With `keep_session`
+/// (a clean close we started) the peer's frames are still decoded so its
+/// Close can end the connection promptly.
+fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, linger: bool, keep_session: bool) {
+    let closing = Phase::Closing {
+        linger,
+        write_shut: false,
+        session: None,
+    };
+    let session = match std::mem::replace(&mut conn.phase, closing) {
+        Phase::Open(s) if keep_session => Some(s),
+        _ => None,
+    };
+    if session.is_none() {
+        conn.inbuf = Vec::new();
+    }
     conn.set_phase(Phase::Closing {
         linger,
         write_shut: false,
+        session,
     });
-    conn.inbuf = Vec::new();
     ctx.close_timers.push(ctx.now, key, conn.id);
 }
 
@@ -702,7 +735,7 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
         if send(stream, out, ctx, &hdr[..n], body).is_err() {
             return (buf.len(), Fate::Drop("write error"));
         }
-        enter_closing(conn, ctx, key, linger);
+        enter_closing(conn, ctx, key, linger, false);
         return (buf.len(), Fate::Keep);
     }
     (pos, Fate::Keep)
@@ -782,17 +815,17 @@ fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx) -> std::i
 
 /// After output: finish a Closing connection whose last bytes are out.
 fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
-    if let Phase::Closing { linger, write_shut } = conn.phase {
+    if let Phase::Closing {
+        linger, write_shut, ..
+    } = &mut conn.phase
+    {
         if conn.out.is_empty() {
-            if !linger {
+            if !*linger {
                 return Fate::Drop("close handshake done");
             }
-            if !write_shut {
+            if !*write_shut {
                 let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-                conn.set_phase(Phase::Closing {
-                    linger,
-                    write_shut: true,
-                });
+                *write_shut = true;
             }
         }
     }

@@ -1,0 +1,168 @@
+//! Shared helpers: the real server in-process on port 0, raw sockets, and a
+//! masked-frame builder.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wsecho::client::{Client, ClientOptions};
+use wsecho::proto::frame::{write_frame, FrameHeader, OpCode};
+use wsecho::proto::Role;
+use wsecho::server::{Config, Server, ShutdownHandle};
+
+/// A server running in a thread of this test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: ShutdownHandle,
+    pub thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(Config::default())
+    }
+
+    pub fn start_with(cfg: Config) -> TestServer {
+        let _ = wsecho::server::raise_fd_limit();
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), cfg).expect("bind");
+        let addr = server.local_addr();
+        let handle = server.shutdown_handle();
+        let thread = std::thread::spawn(move || server.run());
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/echo", self.addr)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url(), &ClientOptions::default()).expect("connect")
+    }
+
+    /// A raw socket with a 10 s read timeout.
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// A raw socket that has completed the upgrade.
+    pub fn upgraded(&self) -> TcpStream {
+        let mut s = self.raw();
+        s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes())
+            .unwrap();
+        let head = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s
+    }
+
+    /// Ask the server to drain and wait until `run` returns.
+    pub fn stop(mut self) {
+        self.handle.shutdown();
+        self.thread.take().unwrap().join().unwrap().unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.handle.shutdown();
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn upgrade_request(key: &str) -> String {
+    format!(
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Read an HTTP response head byte by byte (so nothing after it is consumed).
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Read a whole HTTP response (the server closes after an error response).
+pub fn read_to_end(s: &mut TcpStream) -> String {
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+pub fn masked_frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    write_frame(&mut v, fin, 0, op, Some([0x12, 0x34, 0x56, 0x78]), payload);
+    v
+}
+
+/// Read one server frame: (fin, opcode, payload). Panics on a masked frame.
+pub fn read_frame(s: &mut TcpStream) -> (bool, OpCode, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 1];
+    let (h, n) = loop {
+        if let Some(x) =
+            FrameHeader::decode(&buf, Role::Client, 0, u64::MAX >> 1).expect("valid server frame")
+        {
+            break x;
+        }
+        s.read_exact(&mut tmp).expect("frame header");
+        buf.push(tmp[0]);
+    };
+    assert_eq!(n, buf.len());
+    let mut payload = vec![0u8; h.payload_len as usize];
+    s.read_exact(&mut payload).expect("frame payload");
+    (h.fin, h.opcode, payload)
+}
+
+/// Expect a Close frame next and return its code.
+pub fn expect_close(s: &mut TcpStream) -> u16 {
+    loop {
+        let (_, op, p) = read_frame(s);
+        if op == OpCode::Close {
+            assert!(p.len() >= 2, "close without a code");
+            return u16::from_be_bytes([p[0], p[1]]);
+        }
+    }
+}
+
+/// After a close, the server must close TCP: the next read gives EOF (or a
+/// reset) rather than timing out.
+pub fn expect_tcp_closed(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("server did not close TCP: {e}"),
+        }
+    }
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
