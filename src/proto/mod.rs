@@ -9,6 +9,7 @@
 //! consumes nothing** (the caller keeps the bytes and calls again with more).
 
 pub mod close;
+pub mod echo;
 pub mod error;
 pub mod frame;
 pub mod handshake;

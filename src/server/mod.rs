@@ -25,7 +25,8 @@ pub mod io;
 pub mod timers;
 
 use crate::pool::{BufPool, OutQueue};
-use crate::proto::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::proto::echo::{self, EchoEnd, FrameSink};
+use crate::proto::frame::OpCode;
 use crate::proto::handshake::{self, Route, UpgradePolicy};
 use crate::proto::HandshakeError;
 use crate::proto::{Action, CloseCode, Limits, Role, Session};
@@ -648,7 +649,33 @@ fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, linger: bool, keep_
     ctx.close_timers.push(ctx.now, key, conn.id);
 }
 
-/// Decode every complete frame in `buf` and queue its echo or reply.
+/// The reactor's [`FrameSink`]: frames go to the cork, or straight to the
+/// socket for large payloads, and whatever the kernel refuses to the
+/// connection's queue.
+struct ConnSink<'a> {
+    stream: &'a mut Stream,
+    out: &'a mut OutQueue,
+    ctx: &'a mut Ctx,
+    id: u64,
+}
+
+impl FrameSink for ConnSink<'_> {
+    type Error = std::io::Error;
+
+    #[inline]
+    fn frame(&mut self, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
+        send(self.stream, self.out, self.ctx, header, payload)
+    }
+
+    fn received(&mut self, _opcode: OpCode, fin: bool, payload: &[u8]) {
+        if fin && log::log_enabled!(log::Level::Debug) {
+            let shown = String::from_utf8_lossy(&payload[..payload.len().min(256)]);
+            log::debug!("conn {}: recv: {shown}", self.id);
+        }
+    }
+}
+
+/// Echo every complete frame in `buf`; leave Open on Close or error.
 fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
     let Conn {
         stream,
@@ -661,98 +688,43 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
         return (buf.len(), Fate::Keep);
     };
     let limits = ctx.cfg.limits;
-    let mut pos = 0;
-    let mut hdr = [0u8; MAX_HEADER_LEN];
-    // Set when the connection must leave the Open phase.
-    let mut closing: Option<(bool, Option<CloseCode>)> = None;
-    while pos < buf.len() {
-        match session.next(&mut buf[pos..], &limits) {
-            Ok(None) => break,
-            Ok(Some((action, used))) => {
-                let base = pos;
-                pos += used;
-                let frame = &buf[base..pos];
-                let (opcode, fin, rsv, payload) = match action {
-                    Action::Data {
-                        opcode,
-                        fin,
-                        rsv,
-                        payload,
-                    } => {
-                        if fin && log::log_enabled!(log::Level::Debug) {
-                            let p = &frame[payload.clone()];
-                            log::debug!(
-                                "conn {id}: recv: {}",
-                                String::from_utf8_lossy(&p[..p.len().min(256)])
-                            );
-                        }
-                        (opcode, fin, rsv, payload)
-                    }
-                    Action::Ping(payload) => (OpCode::Pong, true, 0, payload),
-                    Action::Pong(_) => continue,
-                    Action::Close(code) => {
-                        let code = code.map(|(c, _)| c);
-                        log::info!(
-                            "conn {id}: close from peer ({})",
-                            code.map_or(1005, |c| c.0)
-                        );
-                        closing = Some((false, code));
-                        break;
-                    }
-                };
-                let p = &frame[payload];
-                let h = FrameHeader {
-                    fin,
-                    rsv,
-                    opcode,
-                    mask: None,
-                    payload_len: p.len() as u64,
-                };
-                let n = h.encode(&mut hdr);
-                if send(stream, out, ctx, &hdr[..n], p).is_err() {
-                    return (buf.len(), Fate::Drop("write error"));
-                }
-            }
-            Err(e) => {
-                log::info!("conn {id}: {e}; closing with {}", e.close_code().0);
-                closing = Some((true, Some(e.close_code())));
-                break;
-            }
+    let id = *id;
+    let mut sink = ConnSink {
+        stream,
+        out,
+        ctx,
+        id,
+    };
+    let echoed = match echo::echo_frames(session, buf, &limits, &mut sink) {
+        Ok(e) => e,
+        Err(_) => return (buf.len(), Fate::Drop("write error")),
+    };
+    match echoed.end {
+        None => {}
+        Some(EchoEnd::PeerClosed(code)) => {
+            log::info!(
+                "conn {id}: close from peer ({}), replied",
+                code.map_or(1005, |c| c.0)
+            );
+            enter_closing(conn, ctx, key, false, false);
+        }
+        Some(EchoEnd::Failed(e)) => {
+            log::info!("conn {id}: {e}; closing with {}", e.close_code().0);
+            enter_closing(conn, ctx, key, true, false);
         }
     }
-    if let Some((linger, code)) = closing {
-        // Reply with the peer's code (or our error's), RFC 6455 §5.5.1.
-        let body = code.map(|c| c.0.to_be_bytes());
-        let body: &[u8] = body.as_ref().map_or(&[], |b| &b[..]);
-        let n = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode: OpCode::Close,
-            mask: None,
-            payload_len: body.len() as u64,
-        }
-        .encode(&mut hdr);
-        if send(stream, out, ctx, &hdr[..n], body).is_err() {
-            return (buf.len(), Fate::Drop("write error"));
-        }
-        enter_closing(conn, ctx, key, linger, false);
-        return (buf.len(), Fate::Keep);
-    }
-    (pos, Fate::Keep)
+    (echoed.consumed, Fate::Keep)
 }
 
 fn send_close(conn: &mut Conn, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
-    let mut hdr = [0u8; MAX_HEADER_LEN];
-    let body = code.0.to_be_bytes();
-    let n = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode: OpCode::Close,
-        mask: None,
-        payload_len: 2,
-    }
-    .encode(&mut hdr);
-    send(&mut conn.stream, &mut conn.out, ctx, &hdr[..n], &body)?;
+    let id = conn.id;
+    let mut sink = ConnSink {
+        stream: &mut conn.stream,
+        out: &mut conn.out,
+        ctx,
+        id,
+    };
+    echo::send_close(&mut sink, Some(code))?;
     finish_cork(&mut conn.stream, &mut conn.out, ctx)
 }
 
