@@ -257,7 +257,8 @@ def main():
         print()
         print("Wrote %s: %d cases from this run, %d changed, %d kept from before"
               % (args.expected, len(run), len(changes), len(expected) - len(run)))
-        print("\n".join(changes))
+        if changes:
+            print("\n".join(changes))
         print("Review the change (git diff %s) before committing it: the file is the gate." % args.expected)
         return 0
 

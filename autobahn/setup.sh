@@ -85,7 +85,7 @@ install() {
   if ! PYTHONPATH="$VIRTUALENV_DIR" python3 -c 'import virtualenv' >/dev/null 2>&1; then
     log "installing virtualenv==$VIRTUALENV_VERSION into $VIRTUALENV_DIR"
     rm -rf "$VIRTUALENV_DIR"
-    python3 -m pip install --quiet --disable-pip-version-check --no-input \
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-input \
       --target "$VIRTUALENV_DIR" "virtualenv==$VIRTUALENV_VERSION" >&2 \
       || die "pip install virtualenv==$VIRTUALENV_VERSION failed"
   fi
@@ -97,9 +97,7 @@ install() {
     || die "virtualenv failed to create a Python 2.7 env at $VENV"
 
   log "installing autobahntestsuite and its pinned dependencies (about a minute)"
-  # PIP_FIND_LINKS etc. from the user's pip config could point at py3 wheels; they
-  # are harmless since pip 20.x checks tags, but keep the install self-contained.
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-python-version-warning --no-input \
     --no-deps "${PINS[@]}" >&2 \
     || die "pip install of the pinned Autobahn TestSuite packages failed (see output above)"
 
