@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included, on a fresh Debian 12 machine:
+#   bash tests/run.sh
+# Installs what the end-to-end suites need (Debian's chromium, the npm
+# modules, the Autobahn TestSuite in a cached Python 2.7 virtualenv), builds
+# the release binaries, then runs every test — unit, integration over real
+# sockets, headless-browser and Autobahn — with cargo-nextest. The last line
+# is nextest's summary.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { echo "tests/run.sh: $*" >&2; }
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing Debian's chromium"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q chromium >/dev/null
+fi
+
+log "setting up the Autobahn TestSuite"
+bash autobahn/setup.sh >/dev/null
+
+log "building"
+cargo build --release --workspace --bins
+
+log "running the tests"
+exec cargo nextest run --release --workspace --run-ignored all --no-fail-fast "$@"
