@@ -13,6 +13,8 @@ use base64::Engine;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connection options.
@@ -139,6 +141,11 @@ fn random<const N: usize>() -> [u8; N] {
 pub struct Sender {
     stream: TcpStream,
     scratch: Vec<u8>,
+    /// Whether a Close frame has gone out on this connection, shared by all
+    /// senders of one [`Client`]: a Close sent from another thread must stop
+    /// [`Client::recv`] from answering the server's Close with a second one
+    /// (RFC 6455 §5.5.1: no data or Close after our Close).
+    close_sent: Arc<AtomicBool>,
 }
 
 impl Sender {
@@ -168,9 +175,16 @@ impl Sender {
 
     /// Send a Close frame with `code` and `reason`.
     pub fn send_close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        self.close_sent.store(true, Ordering::SeqCst);
         let mut body = code.to_be_bytes().to_vec();
         body.extend_from_slice(reason.as_bytes());
         self.send_frame(true, OpCode::Close, &body)
+    }
+
+    /// Whether a Close frame has been sent on this connection (by any of its
+    /// senders, or by [`Client::recv`] answering the server's Close).
+    pub fn close_sent(&self) -> bool {
+        self.close_sent.load(Ordering::SeqCst)
     }
 
     /// Send raw bytes as they are (for tests of malformed input).
@@ -195,7 +209,6 @@ pub struct Client {
     protocol: Option<String>,
     /// The server's `Sec-WebSocket-Extensions` answer.
     extensions: Option<String>,
-    close_sent: bool,
 }
 
 impl Client {
@@ -274,6 +287,7 @@ impl Client {
             sender: Sender {
                 stream: writer,
                 scratch: Vec::new(),
+                close_sent: Arc::new(AtomicBool::new(false)),
             },
             session: Session::new(Role::Client),
             limits: opts.limits,
@@ -282,7 +296,6 @@ impl Client {
             msg_text: false,
             protocol: resp.protocol,
             extensions: resp.extensions,
-            close_sent: false,
         })
     }
 
@@ -306,6 +319,7 @@ impl Client {
         Ok(Sender {
             stream: self.sender.stream.try_clone()?,
             scratch: Vec::new(),
+            close_sent: Arc::clone(&self.sender.close_sent),
         })
     }
 
@@ -326,7 +340,6 @@ impl Client {
 
     /// Start the closing handshake.
     pub fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
-        self.close_sent = true;
         self.sender.send_close(code, reason)
     }
 
@@ -337,7 +350,6 @@ impl Client {
             match self.session.next(&mut self.buf, &self.limits) {
                 Err(e) => {
                     let _ = self.sender.send_close(e.close_code().0, "");
-                    self.close_sent = true;
                     return Err(ClientError::Protocol(e));
                 }
                 Ok(Some((action, used))) => {
@@ -375,8 +387,7 @@ impl Client {
                             let c = c.map(|(code, r)| {
                                 (code.0, String::from_utf8_lossy(&self.buf[r]).into_owned())
                             });
-                            if !self.close_sent {
-                                self.close_sent = true;
+                            if !self.sender.close_sent.swap(true, Ordering::SeqCst) {
                                 let body = c
                                     .as_ref()
                                     .map(|(code, _)| code.to_be_bytes().to_vec())
