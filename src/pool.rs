@@ -24,20 +24,13 @@ pub struct BufPool {
 impl BufPool {
     /// A pool of `chunk_size`-byte chunks keeping at most `max_free` spares.
     pub fn new(chunk_size: usize, max_free: usize) -> Self {
-        BufPool {
-            chunk_size: chunk_size.max(64),
-            free: Vec::new(),
-            max_free,
-            in_use: 0,
-        }
+        BufPool { chunk_size: chunk_size.max(64), free: Vec::new(), max_free, in_use: 0 }
     }
 
     /// Borrow an empty chunk.
     pub fn take(&mut self) -> Vec<u8> {
         self.in_use += 1;
-        self.free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.chunk_size))
+        self.free.pop().unwrap_or_else(|| Vec::with_capacity(self.chunk_size))
     }
 
     /// Return a chunk.

@@ -57,20 +57,12 @@ fn finish(mut child: Child, limit: Duration) -> Finished {
         if start.elapsed() > limit {
             let _ = child.kill();
             let st = child.wait().unwrap();
-            panic!(
-                "wsecho-client still running after {limit:?} ({st}); stderr:\n{}",
-                err_t.join().unwrap()
-            );
+            panic!("wsecho-client still running after {limit:?} ({st}); stderr:\n{}", err_t.join().unwrap());
         }
         std::thread::sleep(Duration::from_millis(10));
     };
     let elapsed = start.elapsed();
-    Finished {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-        elapsed,
-    }
+    Finished { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap(), elapsed }
 }
 
 fn run(args: &[&str], limit: Duration) -> Finished {
@@ -78,10 +70,7 @@ fn run(args: &[&str], limit: Duration) -> Finished {
 }
 
 fn recv_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter_map(|l| l.split_once("recv: ").map(|(_, m)| m))
-        .collect()
+    stderr.lines().filter_map(|l| l.split_once("recv: ").map(|(_, m)| m)).collect()
 }
 
 /// A port on 127.0.0.1 that nothing listens on.
@@ -93,10 +82,7 @@ fn closed_port() -> u16 {
 #[test]
 fn ticker_interval_and_count_get_three_echoes_then_close_1000_exit_0() {
     let server = TestServer::start();
-    let r = run(
-        &["--url", &server.url(), "--interval", "0.1", "--count", "3"],
-        Duration::from_secs(10),
-    );
+    let r = run(&["--url", &server.url(), "--interval", "0.1", "--count", "3"], Duration::from_secs(10));
     assert!(r.status.success(), "{}\n{}", r.status, r.stderr);
     let recv = recv_lines(&r.stderr);
     assert_eq!(recv.len(), 3, "{}", r.stderr);
@@ -112,17 +98,9 @@ fn ticker_interval_and_count_get_three_echoes_then_close_1000_exit_0() {
 fn addr_flag_connects_to_the_echo_path() {
     let server = TestServer::start();
     let addr = server.addr.to_string();
-    let r = run(
-        &["--addr", &addr, "--interval", "0.05", "--count", "1"],
-        Duration::from_secs(10),
-    );
+    let r = run(&["--addr", &addr, "--interval", "0.05", "--count", "1"], Duration::from_secs(10));
     assert!(r.status.success(), "{}\n{}", r.status, r.stderr);
-    assert!(
-        r.stderr
-            .contains(&format!("connecting to ws://{addr}/echo")),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains(&format!("connecting to ws://{addr}/echo")), "{}", r.stderr);
     assert_eq!(recv_lines(&r.stderr).len(), 1, "{}", r.stderr);
 }
 
@@ -130,40 +108,18 @@ fn addr_flag_connects_to_the_echo_path() {
 fn message_flag_sends_that_text_instead_of_the_time() {
     let server = TestServer::start();
     let r = run(
-        &[
-            "--url",
-            &server.url(),
-            "--interval",
-            "0.05",
-            "--count",
-            "2",
-            "--message",
-            "hello, wsecho",
-        ],
+        &["--url", &server.url(), "--interval", "0.05", "--count", "2", "--message", "hello, wsecho"],
         Duration::from_secs(10),
     );
     assert!(r.status.success(), "{}\n{}", r.status, r.stderr);
-    assert_eq!(
-        recv_lines(&r.stderr),
-        ["hello, wsecho", "hello, wsecho"],
-        "{}",
-        r.stderr
-    );
+    assert_eq!(recv_lines(&r.stderr), ["hello, wsecho", "hello, wsecho"], "{}", r.stderr);
 }
 
 #[test]
 fn stdin_mode_prints_each_reply_on_stdout_and_exits_0_after_eof() {
     let server = TestServer::start();
-    let mut child = client(&["--stdin", "--url", &server.url()])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hi\nthere\n")
-        .unwrap(); // dropped here: EOF
+    let mut child = client(&["--stdin", "--url", &server.url()]).stdin(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\nthere\n").unwrap(); // dropped here: EOF
     let r = finish(child, Duration::from_secs(5));
     assert!(r.status.success(), "{}\n{}", r.status, r.stderr);
     assert_eq!(r.stdout, "hi\nthere\n", "{}", r.stderr);
@@ -173,9 +129,7 @@ fn stdin_mode_prints_each_reply_on_stdout_and_exits_0_after_eof() {
 #[test]
 fn sigint_sends_close_1000_and_exits_0_within_2s() {
     let server = TestServer::start();
-    let mut child = client(&["--url", &server.url(), "--interval", "0.2"])
-        .spawn()
-        .unwrap();
+    let mut child = client(&["--url", &server.url(), "--interval", "0.2"]).spawn().unwrap();
     // Read stderr line by line until the first echo, keeping everything.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -198,10 +152,7 @@ fn sigint_sends_close_1000_and_exits_0_within_2s() {
         }
     }
     let start = Instant::now();
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
@@ -228,11 +179,7 @@ fn refused_connection_exits_1_naming_the_address() {
     let addr = format!("127.0.0.1:{port}");
     let r = run(&["--addr", &addr], Duration::from_secs(10));
     assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
-    assert!(
-        r.stderr.contains(&format!("connection refused to {addr}")),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains(&format!("connection refused to {addr}")), "{}", r.stderr);
 }
 
 #[test]
@@ -269,40 +216,19 @@ fn wrong_accept_key_is_rejected_with_exit_1() {
 fn server_close_code_is_shown_and_exit_is_nonzero() {
     // Frames over 16 bytes are too big for this server: it closes with 1009.
     let server = TestServer::start_with(Config {
-        limits: Limits {
-            max_frame_payload: 16,
-            ..Limits::default()
-        },
+        limits: Limits { max_frame_payload: 16, ..Limits::default() },
         ..Config::default()
     });
     let long = "x".repeat(100);
-    let r = run(
-        &[
-            "--url",
-            &server.url(),
-            "--interval",
-            "0.05",
-            "--message",
-            &long,
-        ],
-        Duration::from_secs(10),
-    );
+    let r = run(&["--url", &server.url(), "--interval", "0.05", "--message", &long], Duration::from_secs(10));
     assert_eq!(r.status.code(), Some(3), "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("server closed the connection: 1009 (message too big)"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("server closed the connection: 1009 (message too big)"), "{}", r.stderr);
 }
 
 #[test]
 fn subprotocol_offer_logs_the_servers_choice() {
     let server = TestServer::start_with(Config {
-        policy: UpgradePolicy {
-            subprotocols: vec!["chat".into()],
-            ..UpgradePolicy::default()
-        },
+        policy: UpgradePolicy { subprotocols: vec!["chat".into()], ..UpgradePolicy::default() },
         ..Config::default()
     });
     let r = run(
@@ -321,9 +247,5 @@ fn subprotocol_offer_logs_the_servers_choice() {
         Duration::from_secs(10),
     );
     assert!(r.status.success(), "{}\n{}", r.status, r.stderr);
-    assert!(
-        r.stderr.contains("server chose subprotocol \"chat\""),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("server chose subprotocol \"chat\""), "{}", r.stderr);
 }

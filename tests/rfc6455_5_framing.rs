@@ -26,9 +26,7 @@ fn echoes_text_and_binary_at_length_boundaries() {
 fn echoes_a_16_mib_message() {
     let server = TestServer::start();
     let mut c = server.client();
-    let big: Vec<u8> = (0..16 * 1024 * 1024)
-        .map(|i: usize| (i % 253) as u8)
-        .collect();
+    let big: Vec<u8> = (0..16 * 1024 * 1024).map(|i: usize| (i % 253) as u8).collect();
     let mut sender = c.try_clone_sender().unwrap();
     let data = big.clone();
     // Send from another thread: the echo comes back while we are still sending.
@@ -93,8 +91,7 @@ fn rfc6455_5_2_reserved_bits_and_opcodes_close_1002() {
 fn rfc6455_8_1_invalid_utf8_closes_1007_also_across_fragments() {
     let server = TestServer::start();
     let mut s = server.upgraded();
-    s.write_all(&masked_frame(true, OpCode::Text, &[b'o', b'k', 0xFF]))
-        .unwrap();
+    s.write_all(&masked_frame(true, OpCode::Text, &[b'o', b'k', 0xFF])).unwrap();
     assert_eq!(expect_close(&mut s), 1007);
 
     let mut s = server.upgraded();
@@ -120,11 +117,7 @@ fn invalid_utf8_fails_fast_before_the_frame_is_complete() {
 #[test]
 fn over_the_frame_and_message_limits_closes_1009() {
     let cfg = Config {
-        limits: Limits {
-            max_frame_payload: 1000,
-            max_message: 1500,
-            ..Limits::default()
-        },
+        limits: Limits { max_frame_payload: 1000, max_message: 1500, ..Limits::default() },
         ..Config::default()
     };
     let server = TestServer::start_with(cfg);

@@ -8,15 +8,10 @@ use wsecho::proto::frame::OpCode;
 
 fn close_with_payload(server: &TestServer, payload: &[u8]) -> (u16, bool) {
     let mut s = server.upgraded();
-    s.write_all(&masked_frame(true, OpCode::Close, payload))
-        .unwrap();
+    s.write_all(&masked_frame(true, OpCode::Close, payload)).unwrap();
     let (_, op, p) = read_frame(&mut s);
     assert_eq!(op, OpCode::Close);
-    let code = if p.len() >= 2 {
-        u16::from_be_bytes([p[0], p[1]])
-    } else {
-        0
-    };
+    let code = if p.len() >= 2 { u16::from_be_bytes([p[0], p[1]]) } else { 0 };
     expect_tcp_closed(&mut s);
     (code, p.is_empty())
 }
@@ -24,10 +19,7 @@ fn close_with_payload(server: &TestServer, payload: &[u8]) -> (u16, bool) {
 #[test]
 fn rfc6455_7_4_valid_codes_are_echoed_back() {
     let server = TestServer::start();
-    for code in [
-        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
-        4000, 4999,
-    ] {
+    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend_from_slice(b"reason");
         assert_eq!(close_with_payload(&server, &payload).0, code, "code {code}");
@@ -37,14 +29,8 @@ fn rfc6455_7_4_valid_codes_are_echoed_back() {
 #[test]
 fn rfc6455_7_4_invalid_codes_get_1002() {
     let server = TestServer::start();
-    for code in [
-        0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
-    ] {
-        assert_eq!(
-            close_with_payload(&server, &code.to_be_bytes()).0,
-            1002,
-            "code {code}"
-        );
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+        assert_eq!(close_with_payload(&server, &code.to_be_bytes()).0, 1002, "code {code}");
     }
     // A 1-byte close payload.
     assert_eq!(close_with_payload(&server, &[0x03]).0, 1002);
@@ -54,10 +40,7 @@ fn rfc6455_7_4_invalid_codes_get_1002() {
 fn rfc6455_5_5_1_empty_close_gets_empty_close_and_bad_reason_gets_1007() {
     let server = TestServer::start();
     assert_eq!(close_with_payload(&server, &[]), (0, true));
-    assert_eq!(
-        close_with_payload(&server, &[0x03, 0xE8, 0xFF, 0xFE]).0,
-        1007
-    );
+    assert_eq!(close_with_payload(&server, &[0x03, 0xE8, 0xFF, 0xFE]).0, 1007);
 }
 
 #[test]

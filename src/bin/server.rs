@@ -4,6 +4,7 @@
 use clap::Parser;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
+use wsecho::proto::deflate::{CompressionMode, DeflateConfig};
 use wsecho::proto::handshake::{OriginPolicy, UpgradePolicy};
 use wsecho::proto::Limits;
 use wsecho::server::{self, Config, Server};
@@ -60,6 +61,30 @@ struct Args {
     /// Unsent bytes per connection above which it is not read (backpressure).
     #[arg(long, default_value_t = 1 << 20)]
     backpressure: usize,
+    /// permessage-deflate policy: off, no-context-takeover (no zlib state
+    /// kept between messages), or context-takeover (better ratio, ~300 KiB
+    /// per compressing connection).
+    #[arg(long, value_enum, default_value_t = Compression::NoContextTakeover)]
+    compression: Compression,
+    /// zlib level for messages we compress, 0-9.
+    #[arg(long, default_value_t = 1)]
+    compression_level: u32,
+    /// Largest window we compress with, 8-15.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(8..=15))]
+    server_max_window_bits: u8,
+    /// Largest window we ask clients to compress with, 8-15.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u8).range(8..=15))]
+    client_max_window_bits: u8,
+    /// Re-compressed messages smaller than this are echoed uncompressed.
+    #[arg(long, default_value_t = 0)]
+    compression_min_size: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Compression {
+    Off,
+    NoContextTakeover,
+    ContextTakeover,
 }
 
 fn secs(s: f64) -> Duration {
@@ -90,10 +115,7 @@ fn main() {
             max_message: args.max_message,
             max_fragments: args.max_fragments,
         },
-        policy: UpgradePolicy {
-            origin,
-            subprotocols: args.subprotocols.clone(),
-        },
+        policy: UpgradePolicy { origin, subprotocols: args.subprotocols.clone() },
         handshake_timeout: secs(args.handshake_timeout),
         close_timeout: secs(args.close_timeout),
         shutdown_grace: secs(args.shutdown_grace),
@@ -102,6 +124,17 @@ fn main() {
         cork_size: args.cork,
         write_chunk_size: args.write_chunk,
         backpressure_bytes: args.backpressure,
+        deflate: DeflateConfig {
+            mode: match args.compression {
+                Compression::Off => CompressionMode::Off,
+                Compression::NoContextTakeover => CompressionMode::NoContextTakeover,
+                Compression::ContextTakeover => CompressionMode::ContextTakeover,
+            },
+            level: args.compression_level.min(9),
+            server_max_window_bits: args.server_max_window_bits,
+            client_max_window_bits: args.client_max_window_bits,
+            min_size: args.compression_min_size,
+        },
         ..Config::default()
     };
 
@@ -119,17 +152,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    log::info!(
-        "listening on http://{} (page at /, echo at /echo)",
-        server.local_addr()
-    );
+    log::info!("listening on http://{} (page at /, echo at /echo)", server.local_addr());
 
     // First SIGINT/SIGTERM: drain gracefully. Second: exit at once.
     let handle = server.shutdown_handle();
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 let mut seen = 0;

@@ -71,14 +71,10 @@ mod tests {
 
     #[test]
     fn receivable_code_classes() {
-        for c in [
-            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
-        ] {
+        for c in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
             assert!(CloseCode(c).is_receivable(), "{c}");
         }
-        for c in [
-            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
-        ] {
+        for c in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
             assert!(!CloseCode(c).is_receivable(), "{c}");
         }
     }
@@ -87,18 +83,9 @@ mod tests {
     fn close_payload_rules() {
         assert_eq!(parse_close_payload(&[]), Ok(None));
         assert_eq!(parse_close_payload(&[3]), Err(ProtocolError::CloseTooShort));
-        assert_eq!(
-            parse_close_payload(&[0x03, 0xEC]),
-            Err(ProtocolError::InvalidCloseCode(1004))
-        );
-        assert_eq!(
-            parse_close_payload(&[0x03, 0xED]),
-            Err(ProtocolError::InvalidCloseCode(1005))
-        );
-        assert_eq!(
-            parse_close_payload(&[0x03, 0xE8, 0xFF]),
-            Err(ProtocolError::InvalidUtf8)
-        );
+        assert_eq!(parse_close_payload(&[0x03, 0xEC]), Err(ProtocolError::InvalidCloseCode(1004)));
+        assert_eq!(parse_close_payload(&[0x03, 0xED]), Err(ProtocolError::InvalidCloseCode(1005)));
+        assert_eq!(parse_close_payload(&[0x03, 0xE8, 0xFF]), Err(ProtocolError::InvalidUtf8));
         let (code, reason) = parse_close_payload(b"\x03\xe8bye").unwrap().unwrap();
         assert_eq!((code, reason), (CloseCode::NORMAL, &b"bye"[..]));
     }

@@ -8,6 +8,7 @@
 //! writes to a socket; the benchmarks' sink is a `Vec<u8>`.
 
 use super::close::CloseCode;
+use super::deflate::{CodecPool, PmdCodec};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::session::{Action, Session};
@@ -64,14 +65,7 @@ pub fn send_frame<S: FrameSink>(
     payload: &[u8],
 ) -> Result<(), S::Error> {
     let mut hdr = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader {
-        fin,
-        rsv,
-        opcode,
-        mask: None,
-        payload_len: payload.len() as u64,
-    }
-    .encode(&mut hdr);
+    let n = FrameHeader { fin, rsv, opcode, mask: None, payload_len: payload.len() as u64 }.encode(&mut hdr);
     sink.frame(&hdr[..n], payload)
 }
 
@@ -83,12 +77,30 @@ pub fn send_close<S: FrameSink>(sink: &mut S, code: Option<CloseCode>) -> Result
     }
 }
 
+/// permessage-deflate state for [`echo_frames`]: the connection's codec and
+/// the reactor's shared pool and scratch buffer.
+#[derive(Debug)]
+pub struct Compression<'a> {
+    /// The connection's agreement and (with context takeover) zlib state.
+    pub codec: &'a mut PmdCodec,
+    /// Shared inflaters/deflaters.
+    pub pool: &'a mut CodecPool,
+    /// Shared scratch for re-compressed payloads.
+    pub scratch: &'a mut Vec<u8>,
+    /// Re-compressed single-frame messages smaller than this (inflated) are
+    /// echoed uncompressed.
+    pub min_size: usize,
+}
+
 /// Echo every complete frame at the front of `buf` (unmasking in place).
+/// With `compression`, compressed messages are inflated (size-limited,
+/// UTF-8-checked) and echoed compressed; uncompressed ones uncompressed.
 pub fn echo_frames<S: FrameSink>(
     session: &mut Session,
     buf: &mut [u8],
     limits: &Limits,
     sink: &mut S,
+    mut compression: Option<Compression<'_>>,
 ) -> Result<Echoed, S::Error> {
     let mut pos = 0;
     while pos < buf.len() {
@@ -98,45 +110,104 @@ pub fn echo_frames<S: FrameSink>(
                 let frame = &buf[pos..pos + used];
                 pos += used;
                 match action {
-                    Action::Data {
-                        opcode,
-                        fin,
-                        rsv,
-                        payload,
-                    } => {
+                    Action::Data { opcode, fin, rsv, payload } => {
                         let p = &frame[payload];
-                        sink.received(opcode, fin, p);
-                        send_frame(sink, fin, rsv, opcode, p)?;
+                        match (session.msg_compressed(), compression.as_mut()) {
+                            (Some(text), Some(c)) => {
+                                let first = opcode != OpCode::Continuation;
+                                if let Err(e) = echo_compressed(c, sink, p, opcode, fin, rsv, first, text, limits) {
+                                    match e {
+                                        EchoError::Sink(e) => return Err(e),
+                                        EchoError::Protocol(e) => {
+                                            send_close(sink, Some(e.close_code()))?;
+                                            return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::Failed(e)) });
+                                        }
+                                    }
+                                }
+                            }
+                            _ => {
+                                sink.received(opcode, fin, p);
+                                send_frame(sink, fin, rsv, opcode, p)?;
+                            }
+                        }
                     }
                     // RFC 6455 §5.5.2: "a Pong frame sent in response to a Ping
                     // frame must have identical Application data".
-                    Action::Ping(payload) => {
-                        send_frame(sink, true, 0, OpCode::Pong, &frame[payload])?
-                    }
+                    Action::Ping(payload) => send_frame(sink, true, 0, OpCode::Pong, &frame[payload])?,
                     Action::Pong(_) => {}
                     Action::Close(c) => {
                         let code = c.map(|(code, _)| code);
                         send_close(sink, code)?;
-                        return Ok(Echoed {
-                            consumed: buf.len(),
-                            end: Some(EchoEnd::PeerClosed(code)),
-                        });
+                        return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::PeerClosed(code)) });
                     }
                 }
             }
             Err(e) => {
                 send_close(sink, Some(e.close_code()))?;
-                return Ok(Echoed {
-                    consumed: buf.len(),
-                    end: Some(EchoEnd::Failed(e)),
-                });
+                return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::Failed(e)) });
             }
         }
     }
-    Ok(Echoed {
-        consumed: pos,
-        end: None,
-    })
+    Ok(Echoed { consumed: pos, end: None })
+}
+
+enum EchoError<E> {
+    Sink(E),
+    Protocol(ProtocolError),
+}
+
+/// Echo one frame of a compressed message.
+#[allow(clippy::too_many_arguments)]
+fn echo_compressed<S: FrameSink>(
+    c: &mut Compression<'_>,
+    sink: &mut S,
+    payload: &[u8],
+    opcode: OpCode,
+    fin: bool,
+    rsv: u8,
+    first: bool,
+    text: bool,
+    limits: &Limits,
+) -> Result<(), EchoError<S::Error>> {
+    if c.codec.passthrough() {
+        // Both sides reset per message and the client's window fits ours:
+        // the received bytes are already a valid server message. Inflate
+        // only to enforce the size limit and UTF-8.
+        c.codec
+            .on_frame(c.pool, payload, first, text, fin, limits.max_message, None, None)
+            .map_err(EchoError::Protocol)?;
+        sink.received(opcode, fin, payload);
+        return send_frame(sink, fin, rsv, opcode, payload).map_err(EchoError::Sink);
+    }
+    let mut out = std::mem::take(c.scratch);
+    out.clear();
+    let small_whole = first && fin && c.min_size > 0;
+    let mut plain = Vec::new();
+    let r = c.codec.on_frame(
+        c.pool,
+        payload,
+        first,
+        text,
+        fin,
+        limits.max_message,
+        Some(&mut out),
+        small_whole.then_some(&mut plain),
+    );
+    let result = match r {
+        Err(e) => Err(EchoError::Protocol(e)),
+        Ok(()) if small_whole && plain.len() < c.min_size => {
+            send_frame(sink, fin, 0, opcode, &plain).map_err(EchoError::Sink)
+        }
+        Ok(()) => {
+            sink.received(opcode, fin, &out);
+            send_frame(sink, fin, rsv, opcode, &out).map_err(EchoError::Sink)
+        }
+    };
+    // Keep the scratch for reuse unless a huge message inflated it.
+    if out.capacity() <= 1 << 20 {
+        *c.scratch = out;
+    }
+    result
 }
 
 #[cfg(test)]
@@ -150,60 +221,28 @@ mod tests {
         let mut input = Vec::new();
         let mut expect = Vec::new();
         for i in 0..100u8 {
-            write_frame(
-                &mut input,
-                true,
-                0,
-                OpCode::Binary,
-                Some([i, 1, 2, 3]),
-                &[i; 20],
-            );
+            write_frame(&mut input, true, 0, OpCode::Binary, Some([i, 1, 2, 3]), &[i; 20]);
             write_frame(&mut expect, true, 0, OpCode::Binary, None, &[i; 20]);
         }
         let mut s = Session::new(Role::Server);
         let mut out = Vec::new();
-        let r = echo_frames(&mut s, &mut input, &Limits::default(), &mut out).unwrap();
-        assert_eq!(
-            r,
-            Echoed {
-                consumed: input.len(),
-                end: None
-            }
-        );
+        let r = echo_frames(&mut s, &mut input, &Limits::default(), &mut out, None).unwrap();
+        assert_eq!(r, Echoed { consumed: input.len(), end: None });
         assert_eq!(out, expect);
     }
 
     #[test]
     fn close_is_answered_with_the_same_code_and_errors_with_theirs() {
         let mut input = Vec::new();
-        write_frame(
-            &mut input,
-            true,
-            0,
-            OpCode::Close,
-            Some([1, 2, 3, 4]),
-            &[0x0F, 0xA0],
-        );
+        write_frame(&mut input, true, 0, OpCode::Close, Some([1, 2, 3, 4]), &[0x0F, 0xA0]);
         let mut out = Vec::new();
-        let r = echo_frames(
-            &mut Session::new(Role::Server),
-            &mut input,
-            &Limits::default(),
-            &mut out,
-        )
-        .unwrap();
+        let r = echo_frames(&mut Session::new(Role::Server), &mut input, &Limits::default(), &mut out, None).unwrap();
         assert_eq!(r.end, Some(EchoEnd::PeerClosed(Some(CloseCode(4000)))));
         assert_eq!(out, vec![0x88, 0x02, 0x0F, 0xA0]);
 
         let mut bad = vec![0x81, 0x01, b'x']; // unmasked
         let mut out = Vec::new();
-        let r = echo_frames(
-            &mut Session::new(Role::Server),
-            &mut bad,
-            &Limits::default(),
-            &mut out,
-        )
-        .unwrap();
+        let r = echo_frames(&mut Session::new(Role::Server), &mut bad, &Limits::default(), &mut out, None).unwrap();
         assert_eq!(r.end, Some(EchoEnd::Failed(ProtocolError::UnmaskedFrame)));
         assert_eq!(out, vec![0x88, 0x02, 0x03, 0xEA]);
     }

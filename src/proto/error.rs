@@ -36,6 +36,8 @@ pub enum ProtocolError {
     InvalidUtf8,
     /// A close frame with a 1-byte payload (RFC 6455 §5.5.1).
     CloseTooShort,
+    /// A compressed message that does not inflate (RFC 7692 §8.1).
+    BadCompressedData,
     /// A close code that may not be received (RFC 6455 §7.4).
     InvalidCloseCode(u16),
 }
@@ -44,10 +46,10 @@ impl ProtocolError {
     /// The close code we send when failing the connection for this error.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
-            ProtocolError::FrameTooBig
-            | ProtocolError::MessageTooBig
-            | ProtocolError::TooManyFragments => CloseCode::TOO_BIG,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => CloseCode::INVALID_DATA,
+            ProtocolError::FrameTooBig | ProtocolError::MessageTooBig | ProtocolError::TooManyFragments => {
+                CloseCode::TOO_BIG
+            }
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -63,17 +65,14 @@ impl fmt::Display for ProtocolError {
             ProtocolError::UnmaskedFrame => f.write_str("client frame is not masked"),
             ProtocolError::MaskedFrame => f.write_str("server frame is masked"),
             ProtocolError::LengthTopBit => f.write_str("64-bit length has its top bit set"),
-            ProtocolError::UnexpectedContinuation => {
-                f.write_str("continuation frame without a message in progress")
-            }
-            ProtocolError::ExpectedContinuation => {
-                f.write_str("new data frame inside a fragmented message")
-            }
+            ProtocolError::UnexpectedContinuation => f.write_str("continuation frame without a message in progress"),
+            ProtocolError::ExpectedContinuation => f.write_str("new data frame inside a fragmented message"),
             ProtocolError::FrameTooBig => f.write_str("frame payload over the limit"),
             ProtocolError::MessageTooBig => f.write_str("message over the limit"),
             ProtocolError::TooManyFragments => f.write_str("too many fragments in one message"),
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
             ProtocolError::CloseTooShort => f.write_str("close frame with a 1-byte payload"),
+            ProtocolError::BadCompressedData => f.write_str("compressed message does not inflate"),
             ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
         }
     }

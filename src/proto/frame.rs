@@ -154,16 +154,7 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Some((
-            FrameHeader {
-                fin,
-                rsv: b0 & 0x70,
-                opcode,
-                mask,
-                payload_len,
-            },
-            pos,
-        )))
+        Ok(Some((FrameHeader { fin, rsv: b0 & 0x70, opcode, mask, payload_len }, pos)))
     }
 
     /// Encode this header into `out`; returns the number of bytes written
@@ -211,23 +202,9 @@ fn check_first_byte(b0: u8, rsv_allowed: u8) -> Result<OpCode, ProtocolError> {
 /// Append a complete frame (header, then `payload`, masked with `mask` if
 /// given) to `out`. Used by clients, tests and benches; the reactor writes
 /// headers and payloads separately to avoid a copy.
-pub fn write_frame(
-    out: &mut Vec<u8>,
-    fin: bool,
-    rsv: u8,
-    opcode: OpCode,
-    mask: Option<[u8; 4]>,
-    payload: &[u8],
-) {
+pub fn write_frame(out: &mut Vec<u8>, fin: bool, rsv: u8, opcode: OpCode, mask: Option<[u8; 4]>, payload: &[u8]) {
     let mut hdr = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader {
-        fin,
-        rsv,
-        opcode,
-        mask,
-        payload_len: payload.len() as u64,
-    }
-    .encode(&mut hdr);
+    let n = FrameHeader { fin, rsv, opcode, mask, payload_len: payload.len() as u64 }.encode(&mut hdr);
     out.extend_from_slice(&hdr[..n]);
     let start = out.len();
     out.extend_from_slice(payload);
@@ -249,30 +226,13 @@ mod tests {
     fn encode_then_decode_round_trips_every_length_class() {
         for len in [0u64, 1, 125, 126, 127, 65535, 65536, MAX] {
             for mask in [None, Some([9, 8, 7, 6])] {
-                let h = FrameHeader {
-                    fin: true,
-                    rsv: 0,
-                    opcode: OpCode::Binary,
-                    mask,
-                    payload_len: len,
-                };
+                let h = FrameHeader { fin: true, rsv: 0, opcode: OpCode::Binary, mask, payload_len: len };
                 let mut buf = [0u8; MAX_HEADER_LEN];
                 let n = h.encode(&mut buf);
-                let role = if mask.is_some() {
-                    Role::Server
-                } else {
-                    Role::Client
-                };
-                assert_eq!(
-                    FrameHeader::decode(&buf[..n], role, 0, MAX),
-                    Ok(Some((h, n)))
-                );
+                let role = if mask.is_some() { Role::Server } else { Role::Client };
+                assert_eq!(FrameHeader::decode(&buf[..n], role, 0, MAX), Ok(Some((h, n))));
                 for cut in 0..n {
-                    assert_eq!(
-                        FrameHeader::decode(&buf[..cut], role, 0, MAX),
-                        Ok(None),
-                        "cut {cut}"
-                    );
+                    assert_eq!(FrameHeader::decode(&buf[..cut], role, 0, MAX), Ok(None), "cut {cut}");
                 }
             }
         }
@@ -292,15 +252,9 @@ mod tests {
         let mut huge = vec![0x82, 0xFF];
         huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
         assert_eq!(dec(&huge), Err(ProtocolError::FrameTooBig));
-        assert_eq!(
-            FrameHeader::decode(&[0x81, 0x85], Role::Client, 0, MAX),
-            Err(ProtocolError::MaskedFrame)
-        );
+        assert_eq!(FrameHeader::decode(&[0x81, 0x85], Role::Client, 0, MAX), Err(ProtocolError::MaskedFrame));
         // With RSV1 negotiated, RSV1 passes but RSV2 does not.
         assert!(FrameHeader::decode(&[0xC1, 0x80, 0, 0, 0, 0], Role::Server, RSV1, MAX).is_ok());
-        assert_eq!(
-            FrameHeader::decode(&[0xA1], Role::Server, RSV1, MAX),
-            Err(ProtocolError::ReservedBits)
-        );
+        assert_eq!(FrameHeader::decode(&[0xA1], Role::Server, RSV1, MAX), Err(ProtocolError::ReservedBits));
     }
 }

@@ -26,9 +26,7 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
     h.update(WS_GUID.as_bytes());
     let digest = h.finalize();
     let mut out = [0u8; 28];
-    let n = B64
-        .encode_slice(digest, &mut out)
-        .expect("20 bytes encode to 28");
+    let n = B64.encode_slice(digest, &mut out).expect("20 bytes encode to 28");
     debug_assert_eq!(n, 28);
     out
 }
@@ -64,38 +62,26 @@ pub struct RequestScanner {
 }
 
 /// 431 for a head that grows past the limits.
-pub const TOO_LARGE: HandshakeError = HandshakeError {
-    status: 431,
-    reason: "request header fields too large",
-};
+pub const TOO_LARGE: HandshakeError = HandshakeError { status: 431, reason: "request header fields too large" };
 /// 400 for bytes that are not an HTTP/1.x request.
-pub const MALFORMED: HandshakeError = HandshakeError {
-    status: 400,
-    reason: "malformed HTTP request",
-};
+pub const MALFORMED: HandshakeError = HandshakeError { status: 400, reason: "malformed HTTP request" };
 /// 400 for bytes that arrived after the request, before our 101.
-pub const EARLY_DATA: HandshakeError = HandshakeError {
-    status: 400,
-    reason: "websocket: client sent data before handshake is complete",
-};
+pub const EARLY_DATA: HandshakeError =
+    HandshakeError { status: 400, reason: "websocket: client sent data before handshake is complete" };
 /// 404 for any path other than the page and the echo endpoint.
-pub const NOT_FOUND: HandshakeError = HandshakeError {
-    status: 404,
-    reason: "not found",
-};
+pub const NOT_FOUND: HandshakeError = HandshakeError { status: 404, reason: "not found" };
 /// 405 for a non-GET request to the home page.
-pub const PAGE_METHOD: HandshakeError = HandshakeError {
-    status: 405,
-    reason: "method not allowed",
-};
+pub const PAGE_METHOD: HandshakeError = HandshakeError { status: 405, reason: "method not allowed" };
 
 const BAD_CONNECTION: HandshakeError = HandshakeError {
     status: 400,
-    reason: "websocket: the client is not using the websocket protocol: 'upgrade' token not found in 'Connection' header",
+    reason:
+        "websocket: the client is not using the websocket protocol: 'upgrade' token not found in 'Connection' header",
 };
 const BAD_UPGRADE: HandshakeError = HandshakeError {
     status: 400,
-    reason: "websocket: the client is not using the websocket protocol: 'websocket' token not found in 'Upgrade' header",
+    reason:
+        "websocket: the client is not using the websocket protocol: 'websocket' token not found in 'Upgrade' header",
 };
 const BAD_METHOD: HandshakeError = HandshakeError {
     status: 405,
@@ -107,10 +93,8 @@ pub const BAD_VERSION: HandshakeError = HandshakeError {
     status: 400,
     reason: "websocket: unsupported version: 13 not found in 'Sec-Websocket-Version' header",
 };
-const BAD_ORIGIN: HandshakeError = HandshakeError {
-    status: 403,
-    reason: "websocket: request origin not allowed by Upgrader.CheckOrigin",
-};
+const BAD_ORIGIN: HandshakeError =
+    HandshakeError { status: 403, reason: "websocket: request origin not allowed by Upgrader.CheckOrigin" };
 const NO_KEY: HandshakeError = HandshakeError {
     status: 400,
     reason: "websocket: not a websocket handshake: `Sec-WebSocket-Key' header is missing or blank",
@@ -171,19 +155,14 @@ fn header_has_token(headers: &[httparse::Header<'_>], name: &str, value: &str) -
 }
 
 fn header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
 }
 
 fn origin_allowed(policy: &OriginPolicy, origin: Option<&[u8]>, host: Option<&[u8]>) -> bool {
     let Some(origin) = origin else { return true };
     match policy {
         OriginPolicy::Any => true,
-        OriginPolicy::List(list) => list
-            .iter()
-            .any(|o| o.as_bytes().eq_ignore_ascii_case(origin.trim_ascii())),
+        OriginPolicy::List(list) => list.iter().any(|o| o.as_bytes().eq_ignore_ascii_case(origin.trim_ascii())),
         OriginPolicy::SameOrigin => {
             // gorilla: url.Parse(origin) then equalASCIIFold(u.Host, r.Host).
             let o = origin.trim_ascii();
@@ -191,10 +170,7 @@ fn origin_allowed(policy: &OriginPolicy, origin: Option<&[u8]>, host: Option<&[u
                 return false;
             };
             let rest = &o[p + 3..];
-            let end = rest
-                .iter()
-                .position(|&b| b == b'/' || b == b'?' || b == b'#')
-                .unwrap_or(rest.len());
+            let end = rest.iter().position(|&b| b == b'/' || b == b'?' || b == b'#').unwrap_or(rest.len());
             let o_host = &rest[..end];
             let o_host = match o_host.iter().rposition(|&b| b == b'@') {
                 Some(at) => &o_host[at + 1..],
@@ -207,11 +183,7 @@ fn origin_allowed(policy: &OriginPolicy, origin: Option<&[u8]>, host: Option<&[u
 
 /// Decide what a complete request head (`head` = bytes up to and including
 /// the blank line) asks for, applying every upgrade check.
-pub fn route(
-    head: &[u8],
-    policy: &UpgradePolicy,
-    limits: &Limits,
-) -> Result<Route, HandshakeError> {
+pub fn route(head: &[u8], policy: &UpgradePolicy, limits: &Limits) -> Result<Route, HandshakeError> {
     let mut storage = [httparse::EMPTY_HEADER; 256];
     let slots = &mut storage[..limits.max_headers.min(256)];
     let mut req = httparse::Request::new(slots);
@@ -227,11 +199,7 @@ pub fn route(
     let h = req.headers;
     match path {
         "/" => {
-            return if method == "GET" {
-                Ok(Route::Home)
-            } else {
-                Err(PAGE_METHOD)
-            };
+            return if method == "GET" { Ok(Route::Home) } else { Err(PAGE_METHOD) };
         }
         "/echo" => {}
         _ => return Err(NOT_FOUND),
@@ -252,9 +220,7 @@ pub fn route(
     if !origin_allowed(&policy.origin, header(h, "Origin"), header(h, "Host")) {
         return Err(BAD_ORIGIN);
     }
-    let key = header(h, "Sec-WebSocket-Key")
-        .map(|k| k.trim_ascii())
-        .unwrap_or(b"");
+    let key = header(h, "Sec-WebSocket-Key").map(|k| k.trim_ascii()).unwrap_or(b"");
     if key.is_empty() {
         return Err(NO_KEY);
     }
@@ -272,10 +238,7 @@ pub fn route(
             .any(|t| t.trim_ascii() == ours.as_bytes())
     });
     let mut extensions: Option<String> = None;
-    for x in h
-        .iter()
-        .filter(|x| x.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
-    {
+    for x in h.iter().filter(|x| x.name.eq_ignore_ascii_case("Sec-WebSocket-Extensions")) {
         let v = String::from_utf8_lossy(x.value);
         match &mut extensions {
             Some(e) => {
@@ -285,11 +248,7 @@ pub fn route(
             None => extensions = Some(v.into_owned()),
         }
     }
-    Ok(Route::Upgrade(Upgrade {
-        accept: accept_key(key),
-        protocol,
-        extensions,
-    }))
+    Ok(Route::Upgrade(Upgrade { accept: accept_key(key), protocol, extensions }))
 }
 
 /// Append `value` to `out`, replacing bytes ≤ 31 with spaces so an
@@ -347,13 +306,7 @@ fn status_text(status: u16) -> &'static str {
 }
 
 /// Append a complete HTTP response with `Connection: close`.
-pub fn write_response(
-    out: &mut Vec<u8>,
-    status: u16,
-    content_type: &str,
-    extra: &[(&str, &str)],
-    body: &[u8],
-) {
+pub fn write_response(out: &mut Vec<u8>, status: u16, content_type: &str, extra: &[(&str, &str)], body: &[u8]) {
     use std::io::Write;
     let _ = write!(
         out,
@@ -375,11 +328,7 @@ pub fn write_response(
 /// as Go's `http.Error` does) and, for a version error,
 /// `Sec-WebSocket-Version: 13`.
 pub fn write_error(out: &mut Vec<u8>, err: &HandshakeError) {
-    let extra: &[(&str, &str)] = if *err == BAD_VERSION {
-        &[("Sec-WebSocket-Version", "13")]
-    } else {
-        &[]
-    };
+    let extra: &[(&str, &str)] = if *err == BAD_VERSION { &[("Sec-WebSocket-Version", "13")] } else { &[] };
     let mut body = Vec::with_capacity(err.reason.len() + 1);
     body.extend_from_slice(err.reason.as_bytes());
     body.push(b'\n');
@@ -399,15 +348,9 @@ mod tests {
     #[test]
     fn accept_key_matches_rfc_and_seed_vectors() {
         // RFC 6455 §1.3.
-        assert_eq!(
-            &accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(&accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         // The seed's example.
-        assert_eq!(
-            &accept_key(b"x3JJHMbDL1EzLkh9GBhXDw=="),
-            b"HSmrc0sMlYUkAGmm5OPpG2HaGWk="
-        );
+        assert_eq!(&accept_key(b"x3JJHMbDL1EzLkh9GBhXDw=="), b"HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
     }
 
     #[test]
@@ -423,10 +366,7 @@ mod tests {
 
     #[test]
     fn scanner_caps_request_size_with_431() {
-        let limits = Limits {
-            max_request_bytes: 64,
-            ..Limits::default()
-        };
+        let limits = Limits { max_request_bytes: 64, ..Limits::default() };
         let mut sc = RequestScanner::default();
         let big = vec![b'a'; 64];
         assert_eq!(sc.feed(&big, &limits), Err(TOO_LARGE));
@@ -436,29 +376,13 @@ mod tests {
     fn gorilla_checks_in_order_with_statuses() {
         assert!(matches!(route_str(GOOD), Ok(Route::Upgrade(_))));
         let cases: &[(&str, &str, u16)] = &[
-            (
-                "Connection: keep-alive, Upgrade",
-                "Connection: keep-alive",
-                400,
-            ),
+            ("Connection: keep-alive, Upgrade", "Connection: keep-alive", 400),
             ("Upgrade: websocket", "Upgrade: h2c", 400),
             ("GET /echo", "POST /echo", 405),
             ("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8", 400),
-            (
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-                "Sec-WebSocket-Key: ",
-                400,
-            ),
-            (
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-                "Sec-WebSocket-Key: c2hvcnQ=",
-                400,
-            ),
-            (
-                "Host: localhost:8080",
-                "Host: localhost:8080\r\nOrigin: http://evil.example",
-                403,
-            ),
+            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Key: ", 400),
+            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Key: c2hvcnQ=", 400),
+            ("Host: localhost:8080", "Host: localhost:8080\r\nOrigin: http://evil.example", 403),
             ("GET /echo", "GET /nope", 404),
         ];
         for (from, to, status) in cases {
@@ -467,27 +391,16 @@ mod tests {
             assert_eq!(err.status, *status, "{to}: {err}");
         }
         // Same origin passes; Connection checked before method.
-        let same = GOOD.replace(
-            "Host: localhost:8080",
-            "Host: localhost:8080\r\nOrigin: http://LOCALHOST:8080",
-        );
+        let same = GOOD.replace("Host: localhost:8080", "Host: localhost:8080\r\nOrigin: http://LOCALHOST:8080");
         assert!(route_str(&same).is_ok());
-        let both = GOOD
-            .replace("GET /echo", "POST /echo")
-            .replace("keep-alive, Upgrade", "close");
+        let both = GOOD.replace("GET /echo", "POST /echo").replace("keep-alive, Upgrade", "close");
         assert_eq!(route_str(&both).unwrap_err(), BAD_CONNECTION);
     }
 
     #[test]
     fn subprotocol_is_servers_first_match() {
-        let policy = UpgradePolicy {
-            subprotocols: vec!["chat".into(), "superchat".into()],
-            ..Default::default()
-        };
-        let req = GOOD.replace(
-            "\r\n\r\n",
-            "\r\nSec-WebSocket-Protocol: superchat, chat\r\n\r\n",
-        );
+        let policy = UpgradePolicy { subprotocols: vec!["chat".into(), "superchat".into()], ..Default::default() };
+        let req = GOOD.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: superchat, chat\r\n\r\n");
         match route(req.as_bytes(), &policy, &Limits::default()).unwrap() {
             Route::Upgrade(up) => assert_eq!(up.protocol, Some(0)),
             r => panic!("{r:?}"),
@@ -498,9 +411,7 @@ mod tests {
                 assert_eq!(up.protocol, None);
                 let mut out = Vec::new();
                 write_switching(&mut out, &up, &policy, None, &[]);
-                assert!(!String::from_utf8(out)
-                    .unwrap()
-                    .contains("Sec-WebSocket-Protocol"));
+                assert!(!String::from_utf8(out).unwrap().contains("Sec-WebSocket-Protocol"));
             }
             r => panic!("{r:?}"),
         }
@@ -509,23 +420,14 @@ mod tests {
     #[test]
     fn header_values_are_sanitised_against_response_splitting() {
         let mut out = Vec::new();
-        write_response(
-            &mut out,
-            200,
-            "text/plain",
-            &[("X-A", "a\r\nSet-Cookie: x")],
-            b"",
-        );
+        write_response(&mut out, 200, "text/plain", &[("X-A", "a\r\nSet-Cookie: x")], b"");
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("X-A: a  Set-Cookie: x\r\n"));
     }
 
     #[test]
     fn too_many_headers_is_431() {
-        let limits = Limits {
-            max_headers: 4,
-            ..Limits::default()
-        };
+        let limits = Limits { max_headers: 4, ..Limits::default() };
         let err = route(GOOD.as_bytes(), &UpgradePolicy::default(), &limits).unwrap_err();
         assert_eq!(err.status, 431);
     }
@@ -545,7 +447,9 @@ pub fn write_request(
     push_header_value(out, path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     push_header_value(out, host.as_bytes());
-    out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ");
+    out.extend_from_slice(
+        b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ",
+    );
     push_header_value(out, key.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !protocols.is_empty() {
@@ -585,11 +489,7 @@ pub struct Response {
 /// after its 101) are left for the caller.
 pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, HandshakeError> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() >= limits.max_request_bytes {
-            Err(TOO_LARGE)
-        } else {
-            Ok(None)
-        };
+        return if buf.len() >= limits.max_request_bytes { Err(TOO_LARGE) } else { Ok(None) };
     };
     let head_len = end + 4;
     let mut storage = [httparse::EMPTY_HEADER; 64];
@@ -599,8 +499,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, H
         Ok(httparse::Status::Partial) | Err(_) => return Err(MALFORMED),
     }
     let h = resp.headers;
-    let text =
-        |name: &str| header(h, name).map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned());
+    let text = |name: &str| header(h, name).map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned());
     Ok(Some(Response {
         status: resp.code.unwrap_or(0),
         head_len,
@@ -608,7 +507,6 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<Response>, H
         accept: text("Sec-WebSocket-Accept"),
         protocol: text("Sec-WebSocket-Protocol"),
         extensions: text("Sec-WebSocket-Extensions"),
-        upgrade_headers_ok: header_has_token(h, "Upgrade", "websocket")
-            && header_has_token(h, "Connection", "upgrade"),
+        upgrade_headers_ok: header_has_token(h, "Upgrade", "websocket") && header_has_token(h, "Connection", "upgrade"),
     }))
 }

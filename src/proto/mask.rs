@@ -13,12 +13,7 @@
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let phase = phase & 3;
     // Rotate the key so that index 0 lines up with buf[0].
-    let rotated = [
-        key[phase],
-        key[(phase + 1) & 3],
-        key[(phase + 2) & 3],
-        key[(phase + 3) & 3],
-    ];
+    let rotated = [key[phase], key[(phase + 1) & 3], key[(phase + 2) & 3], key[(phase + 3) & 3]];
     let k32 = u32::from_ne_bytes(rotated) as u128;
     let k128 = k32 | (k32 << 32) | (k32 << 64) | (k32 << 96);
 

@@ -9,6 +9,7 @@
 //! consumes nothing** (the caller keeps the bytes and calls again with more).
 
 pub mod close;
+pub mod deflate;
 pub mod echo;
 pub mod error;
 pub mod frame;

@@ -102,6 +102,12 @@ impl Session {
         self.in_message
     }
 
+    /// Whether the message of the last data frame returned is compressed
+    /// (its first frame had RSV1) and, if so, whether it is text.
+    pub fn msg_compressed(&self) -> Option<bool> {
+        self.msg_compressed.then_some(self.msg_text)
+    }
+
     /// Decode the next frame at the front of `buf`.
     ///
     /// Returns the action and the bytes consumed, `Ok(None)` if the frame is
@@ -109,17 +115,8 @@ impl Session {
     /// still at the front and more appended), or the error to fail the
     /// connection with. On `Ok(None)` a partial text payload has already been
     /// validated, so invalid UTF-8 fails fast inside a frame.
-    pub fn next(
-        &mut self,
-        buf: &mut [u8],
-        limits: &Limits,
-    ) -> Result<Option<(Action, usize)>, ProtocolError> {
-        let (h, hlen) = match FrameHeader::decode(
-            buf,
-            self.role,
-            self.rsv_allowed,
-            limits.max_frame_payload,
-        )? {
+    pub fn next(&mut self, buf: &mut [u8], limits: &Limits) -> Result<Option<(Action, usize)>, ProtocolError> {
+        let (h, hlen) = match FrameHeader::decode(buf, self.role, self.rsv_allowed, limits.max_frame_payload)? {
             Some(x) => x,
             None => return Ok(None),
         };
@@ -130,9 +127,7 @@ impl Session {
                 // RFC 6455 §5.4: fragments of one message arrive in order, and
                 // a message's first frame carries its opcode.
                 (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
-                (OpCode::Text | OpCode::Binary, true) => {
-                    return Err(ProtocolError::ExpectedContinuation)
-                }
+                (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
                 _ => {}
             }
             // RSV1 belongs on the first frame of a message only (RFC 7692 §6).
@@ -167,9 +162,7 @@ impl Session {
                     apply_mask(part, key, self.partial_done as usize);
                 }
                 if text {
-                    self.utf8
-                        .push(part)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8.push(part).map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
                 self.partial_done = avail;
             }
@@ -177,11 +170,7 @@ impl Session {
         }
 
         let end = hlen + len as usize;
-        let done = if is_data {
-            self.partial_done as usize
-        } else {
-            0
-        };
+        let done = if is_data { self.partial_done as usize } else { 0 };
         self.partial_done = 0;
         let rest = &mut buf[hlen + done..end];
         if let Some(key) = h.mask {
@@ -197,9 +186,7 @@ impl Session {
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if text {
-                    self.utf8
-                        .push(rest)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    self.utf8.push(rest).map_err(|_| ProtocolError::InvalidUtf8)?;
                     if h.fin {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
@@ -219,12 +206,7 @@ impl Session {
                     self.msg_len += len;
                     self.fragments += 1;
                 }
-                Action::Data {
-                    opcode: h.opcode,
-                    fin: h.fin,
-                    rsv: h.rsv,
-                    payload,
-                }
+                Action::Data { opcode: h.opcode, fin: h.fin, rsv: h.rsv, payload }
             }
         };
         Ok(Some((action, end)))
@@ -260,9 +242,9 @@ mod tests {
                 match s.next(&mut buf, &limits) {
                     Ok(Some((a, used))) => {
                         let bytes = match &a {
-                            Action::Data { payload, .. }
-                            | Action::Ping(payload)
-                            | Action::Pong(payload) => buf[payload.clone()].to_vec(),
+                            Action::Data { payload, .. } | Action::Ping(payload) | Action::Pong(payload) => {
+                                buf[payload.clone()].to_vec()
+                            }
                             Action::Close(_) => Vec::new(),
                         };
                         out.push((a, bytes));
@@ -327,8 +309,8 @@ mod tests {
             true,
             OpCode::Text,
             &[
-                b'a', 0xF4, 0x90, 0x80, 0x80, b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i', b'j',
-                b'k', b'l', b'm', b'n', b'o', b'p',
+                b'a', 0xF4, 0x90, 0x80, 0x80, b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i', b'j', b'k', b'l', b'm',
+                b'n', b'o', b'p',
             ],
         );
         f.truncate(6 + 3);
@@ -348,10 +330,7 @@ mod tests {
 
     #[test]
     fn message_sequencing_and_limits() {
-        assert_eq!(
-            run(&masked(true, OpCode::Continuation, b"x"), &[]).1,
-            Some(ProtocolError::UnexpectedContinuation)
-        );
+        assert_eq!(run(&masked(true, OpCode::Continuation, b"x"), &[]).1, Some(ProtocolError::UnexpectedContinuation));
         let mut s = masked(false, OpCode::Text, b"a");
         s.extend(masked(true, OpCode::Text, b"b"));
         assert_eq!(run(&s, &[]).1, Some(ProtocolError::ExpectedContinuation));
@@ -360,19 +339,12 @@ mod tests {
         s[1] = 0x81;
         assert_eq!(run(&s, &[]).1, Some(ProtocolError::CloseTooShort));
 
-        let limits = Limits {
-            max_message: 10,
-            max_fragments: 2,
-            ..Limits::default()
-        };
+        let limits = Limits { max_message: 10, max_fragments: 2, ..Limits::default() };
         let mut sess = Session::new(Role::Server);
         let mut a = masked(false, OpCode::Binary, &[0; 6]);
         assert!(sess.next(&mut a, &limits).unwrap().is_some());
         let mut b = masked(false, OpCode::Continuation, &[0; 5]);
-        assert_eq!(
-            sess.next(&mut b, &limits),
-            Err(ProtocolError::MessageTooBig)
-        );
+        assert_eq!(sess.next(&mut b, &limits), Err(ProtocolError::MessageTooBig));
         let mut sess = Session::new(Role::Server);
         for _ in 0..2 {
             let mut f = masked(false, OpCode::Binary, b"");
@@ -382,9 +354,6 @@ mod tests {
             assert!(sess.next(&mut f, &limits).unwrap().is_some());
         }
         let mut f = masked(false, OpCode::Continuation, b"");
-        assert_eq!(
-            sess.next(&mut f, &limits),
-            Err(ProtocolError::TooManyFragments)
-        );
+        assert_eq!(sess.next(&mut f, &limits), Err(ProtocolError::TooManyFragments));
     }
 }

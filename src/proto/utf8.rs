@@ -52,10 +52,7 @@ fn validate_prefix(bytes: &[u8]) -> Result<usize, Utf8Error> {
 impl Utf8Validator {
     /// A validator at the start of a message.
     pub const fn new() -> Self {
-        Utf8Validator {
-            carry: [0; 4],
-            carry_len: 0,
-        }
+        Utf8Validator { carry: [0; 4], carry_len: 0 }
     }
 
     /// Feed the next bytes of the message.
@@ -121,9 +118,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(6455);
         let samples: Vec<Vec<u8>> = vec![
             "héllo 世界 🚀 κόσμε".as_bytes().to_vec(),
-            vec![
-                0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
-            ],
+            vec![0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80],
             vec![0xf4, 0x90, 0x80, 0x80],
             vec![0xf0, 0x9f, 0x9a, 0x80, 0xc0, 0xaf],
             vec![0xe0, 0x80, 0xaf],
@@ -144,15 +139,9 @@ mod tests {
                     _ => rng.gen(),
                 })
                 .collect();
-            let mut cuts: Vec<usize> = (0..rng.gen_range(0..4))
-                .map(|_| rng.gen_range(0..=len))
-                .collect();
+            let mut cuts: Vec<usize> = (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..=len)).collect();
             cuts.sort();
-            assert_eq!(
-                split_validate(&bytes, &cuts),
-                std::str::from_utf8(&bytes).is_ok(),
-                "{bytes:x?} cuts {cuts:?}"
-            );
+            assert_eq!(split_validate(&bytes, &cuts), std::str::from_utf8(&bytes).is_ok(), "{bytes:x?} cuts {cuts:?}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Per-connection state: what an open connection costs.
 
 use crate::pool::OutQueue;
+use crate::proto::deflate::PmdCodec;
 use crate::proto::handshake::RequestScanner;
 use crate::proto::Session;
 
@@ -37,15 +38,7 @@ pub enum Phase {
 impl Phase {
     /// Whether incoming bytes are still interpreted (not just discarded).
     pub fn reads_input(&self) -> bool {
-        matches!(
-            self,
-            Phase::Handshaking(_)
-                | Phase::Open(_)
-                | Phase::Closing {
-                    session: Some(_),
-                    ..
-                }
-        )
+        matches!(self, Phase::Handshaking(_) | Phase::Open(_) | Phase::Closing { session: Some(_), .. })
     }
 }
 
@@ -67,6 +60,8 @@ pub struct Conn {
     pub read_paused: bool,
     /// The connection is in the reactor's run queue.
     pub queued: bool,
+    /// permessage-deflate state, only if this connection negotiated it.
+    pub pmd: Option<Box<PmdCodec>>,
 }
 
 impl Conn {
@@ -80,17 +75,13 @@ impl Conn {
             out: OutQueue::default(),
             read_paused: false,
             queued: false,
+            pmd: None,
         }
     }
 
     /// Move to `phase`.
     pub fn set_phase(&mut self, phase: Phase) {
-        log::trace!(
-            "conn {}: {:?} -> {:?}",
-            self.id,
-            self.phase_name(),
-            phase_name(&phase)
-        );
+        log::trace!("conn {}: {:?} -> {:?}", self.id, self.phase_name(), phase_name(&phase));
         self.phase = phase;
     }
 

@@ -25,8 +25,9 @@ pub mod io;
 pub mod timers;
 
 use crate::pool::{BufPool, OutQueue};
+use crate::proto::deflate::{self, CodecPool, DeflateConfig, PmdCodec};
 use crate::proto::echo::{self, EchoEnd, FrameSink};
-use crate::proto::frame::OpCode;
+use crate::proto::frame::{OpCode, RSV1};
 use crate::proto::handshake::{self, Route, UpgradePolicy};
 use crate::proto::HandshakeError;
 use crate::proto::{Action, CloseCode, Limits, Role, Session};
@@ -58,6 +59,8 @@ pub struct Config {
     pub limits: Limits,
     /// Origin and subprotocol policy for upgrades.
     pub policy: UpgradePolicy,
+    /// permessage-deflate policy (default: no context takeover).
+    pub deflate: DeflateConfig,
     /// A connection must complete its upgrade request within this. Default
     /// 10 s; slow or silent (slowloris) connections are closed after it.
     pub handshake_timeout: Duration,
@@ -95,6 +98,7 @@ impl Default for Config {
         Config {
             limits: Limits::default(),
             policy: UpgradePolicy::default(),
+            deflate: DeflateConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
@@ -151,6 +155,10 @@ struct Ctx {
     handshake_timers: DeadlineQueue,
     close_timers: DeadlineQueue,
     now: Instant,
+    /// Spare zlib states for permessage-deflate.
+    codecs: CodecPool,
+    /// Scratch for re-compressed echoes.
+    deflate_scratch: Vec<u8>,
 }
 
 /// A single-threaded WebSocket echo reactor.
@@ -181,8 +189,7 @@ impl Server {
     /// `SO_REUSEPORT` listeners).
     pub fn from_listener(mut listener: TcpListener, cfg: Config) -> std::io::Result<Server> {
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
         let ctx = Ctx {
@@ -192,6 +199,8 @@ impl Server {
             handshake_timers: DeadlineQueue::new(cfg.handshake_timeout),
             close_timers: DeadlineQueue::new(cfg.close_timeout),
             now: Instant::now(),
+            codecs: CodecPool::new(cfg.deflate.level, 64),
+            deflate_scratch: Vec::new(),
             cfg,
         };
         Ok(Server {
@@ -201,10 +210,7 @@ impl Server {
             conns: Slab::new(),
             ctx,
             ready: VecDeque::new(),
-            shutdown: ShutdownHandle {
-                flag: Arc::new(AtomicBool::new(false)),
-                waker,
-            },
+            shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), waker },
             drain_deadline: None,
             accept_retry: None,
             next_id: 1,
@@ -243,8 +249,7 @@ impl Server {
                     }
                     Token(t) => {
                         let readable = event.is_readable() || event.is_read_closed();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
                         self.drive(t - FIRST_CONN, readable, writable);
                     }
                 }
@@ -274,15 +279,11 @@ impl Server {
         if !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = [
-            self.ctx.handshake_timers.next(),
-            self.ctx.close_timers.next(),
-            self.drain_deadline,
-            self.accept_retry,
-        ]
-        .into_iter()
-        .flatten()
-        .min()?;
+        let next =
+            [self.ctx.handshake_timers.next(), self.ctx.close_timers.next(), self.drain_deadline, self.accept_retry]
+                .into_iter()
+                .flatten()
+                .min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
@@ -294,10 +295,7 @@ impl Server {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.ctx.cfg.max_connections {
-                        log::warn!(
-                            "{peer}: over max-connections ({}), answering 503",
-                            self.ctx.cfg.max_connections
-                        );
+                        log::warn!("{peer}: over max-connections ({}), answering 503", self.ctx.cfg.max_connections);
                         let mut resp = Vec::new();
                         handshake::write_response(
                             &mut resp,
@@ -385,20 +383,12 @@ impl Server {
             self.accept();
         }
         while let Some((key, id)) = self.ctx.handshake_timers.pop_expired(now) {
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.id == id && matches!(c.phase, Phase::Handshaking(_)))
-            {
+            if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Handshaking(_))) {
                 self.drop_conn(key, "handshake timeout");
             }
         }
         while let Some((key, id)) = self.ctx.close_timers.pop_expired(now) {
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.id == id && matches!(c.phase, Phase::Closing { .. }))
-            {
+            if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Closing { .. })) {
                 self.drop_conn(key, "close timeout");
             }
         }
@@ -408,10 +398,7 @@ impl Server {
         if self.drain_deadline.is_some() {
             return;
         }
-        log::info!(
-            "shutting down: no new connections; closing {} with 1001",
-            self.conns.len()
-        );
+        log::info!("shutting down: no new connections; closing {} with 1001", self.conns.len());
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -488,11 +475,7 @@ fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
             return Fate::Drop(why);
         }
         if conn.out.len() > ctx.cfg.backpressure_bytes {
-            log::debug!(
-                "conn {}: {} bytes unsent, pausing reads",
-                conn.id,
-                conn.out.len()
-            );
+            log::debug!("conn {}: {} bytes unsent, pausing reads", conn.id, conn.out.len());
             conn.read_paused = true;
             return Fate::Keep;
         }
@@ -519,11 +502,7 @@ fn process_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, n: usize) -> Fate {
     };
     let len = if from_inbuf { buf.len() } else { n };
     let (consumed, fate) = consume(conn, ctx, key, &mut buf[..len]);
-    let rest = if conn.phase.reads_input() {
-        &buf[consumed..len]
-    } else {
-        &[][..]
-    };
+    let rest = if conn.phase.reads_input() { &buf[consumed..len] } else { &[][..] };
     if from_inbuf {
         if !rest.is_empty() {
             buf.drain(..consumed);
@@ -550,10 +529,7 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
             match scanner.feed(buf, &limits) {
                 Ok(None) => (0, Fate::Keep),
                 Ok(Some(head)) if head < buf.len() => {
-                    log::info!(
-                        "conn {}: client sent data before handshake is complete",
-                        conn.id
-                    );
+                    log::info!("conn {}: client sent data before handshake is complete", conn.id);
                     reject(conn, ctx, key, &handshake::EARLY_DATA);
                     (buf.len(), Fate::Keep)
                 }
@@ -571,15 +547,29 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
                             enter_closing(conn, ctx, key, true, false);
                         }
                         Ok(Route::Upgrade(up)) => {
-                            handshake::write_switching(
-                                &mut ctx.cork,
-                                &up,
-                                &ctx.cfg.policy,
-                                None,
-                                &[],
+                            let agreed = match up.extensions.as_deref() {
+                                Some(offers) => match deflate::negotiate(offers, &ctx.cfg.deflate) {
+                                    Ok(a) => a,
+                                    Err(e) => {
+                                        reject(conn, ctx, key, &e);
+                                        return (buf.len(), Fate::Keep);
+                                    }
+                                },
+                                None => None,
+                            };
+                            let ext = agreed.as_ref().map(|(_, resp)| resp.as_str());
+                            handshake::write_switching(&mut ctx.cork, &up, &ctx.cfg.policy, ext, &[]);
+                            log::info!(
+                                "conn {}: upgraded{}",
+                                conn.id,
+                                if ext.is_some() { " (permessage-deflate)" } else { "" }
                             );
-                            log::info!("conn {}: upgraded", conn.id);
-                            conn.set_phase(Phase::Open(Session::new(Role::Server)));
+                            let mut session = Session::new(Role::Server);
+                            if let Some((a, _)) = agreed {
+                                session.set_rsv_allowed(RSV1);
+                                conn.pmd = Some(Box::new(PmdCodec::new(a)));
+                            }
+                            conn.set_phase(Phase::Open(session));
                         }
                         Err(e) => reject(conn, ctx, key, &e),
                     }
@@ -592,17 +582,12 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
             }
         }
         Phase::Open(_) => echo_frames(conn, ctx, key, buf),
-        Phase::Closing {
-            session: Some(session),
-            ..
-        } => {
+        Phase::Closing { session: Some(session), .. } => {
             // We sent Close; wait for the peer's, ignoring data meanwhile.
             let mut pos = 0;
             while pos < buf.len() {
                 match session.next(&mut buf[pos..], &ctx.cfg.limits) {
-                    Ok(Some((Action::Close(_), _))) => {
-                        return (buf.len(), Fate::Drop("close handshake done"))
-                    }
+                    Ok(Some((Action::Close(_), _))) => return (buf.len(), Fate::Drop("close handshake done")),
                     Ok(Some((_, used))) => pos += used,
                     Ok(None) => break,
                     Err(_) => return (buf.len(), Fate::Drop("protocol error while closing")),
@@ -615,12 +600,7 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
 }
 
 fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
-    log::info!(
-        "conn {}: upgrade rejected: {} {}",
-        conn.id,
-        err.status,
-        err.reason
-    );
+    log::info!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
     handshake::write_error(&mut ctx.cork, err);
     enter_closing(conn, ctx, key, true, false);
 }
@@ -629,11 +609,7 @@ fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
 /// (a clean close we started) the peer's frames are still decoded so its
 /// Close can end the connection promptly.
 fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, linger: bool, keep_session: bool) {
-    let closing = Phase::Closing {
-        linger,
-        write_shut: false,
-        session: None,
-    };
+    let closing = Phase::Closing { linger, write_shut: false, session: None };
     let session = match std::mem::replace(&mut conn.phase, closing) {
         Phase::Open(s) if keep_session => Some(s),
         _ => None,
@@ -641,11 +617,7 @@ fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, linger: bool, keep_
     if session.is_none() {
         conn.inbuf = Vec::new();
     }
-    conn.set_phase(Phase::Closing {
-        linger,
-        write_shut: false,
-        session,
-    });
+    conn.set_phase(Phase::Closing { linger, write_shut: false, session });
     ctx.close_timers.push(ctx.now, key, conn.id);
 }
 
@@ -677,35 +649,33 @@ impl FrameSink for ConnSink<'_> {
 
 /// Echo every complete frame in `buf`; leave Open on Close or error.
 fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
-    let Conn {
-        stream,
-        phase,
-        out,
-        id,
-        ..
-    } = conn;
+    let Conn { stream, phase, out, id, pmd, .. } = conn;
     let Phase::Open(session) = phase else {
         return (buf.len(), Fate::Keep);
     };
     let limits = ctx.cfg.limits;
     let id = *id;
-    let mut sink = ConnSink {
-        stream,
-        out,
-        ctx,
-        id,
-    };
-    let echoed = match echo::echo_frames(session, buf, &limits, &mut sink) {
+    // The codec pool and scratch leave ctx for the call: the sink borrows ctx.
+    let mut codecs = std::mem::replace(&mut ctx.codecs, CodecPool::new(0, 0));
+    let mut scratch = std::mem::take(&mut ctx.deflate_scratch);
+    let compression = pmd.as_deref_mut().map(|codec| echo::Compression {
+        codec,
+        pool: &mut codecs,
+        scratch: &mut scratch,
+        min_size: ctx.cfg.deflate.min_size,
+    });
+    let mut sink = ConnSink { stream, out, ctx, id };
+    let result = echo::echo_frames(session, buf, &limits, &mut sink, compression);
+    ctx.codecs = codecs;
+    ctx.deflate_scratch = scratch;
+    let echoed = match result {
         Ok(e) => e,
         Err(_) => return (buf.len(), Fate::Drop("write error")),
     };
     match echoed.end {
         None => {}
         Some(EchoEnd::PeerClosed(code)) => {
-            log::info!(
-                "conn {id}: close from peer ({}), replied",
-                code.map_or(1005, |c| c.0)
-            );
+            log::info!("conn {id}: close from peer ({}), replied", code.map_or(1005, |c| c.0));
             enter_closing(conn, ctx, key, false, false);
         }
         Some(EchoEnd::Failed(e)) => {
@@ -718,25 +688,14 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
 
 fn send_close(conn: &mut Conn, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
     let id = conn.id;
-    let mut sink = ConnSink {
-        stream: &mut conn.stream,
-        out: &mut conn.out,
-        ctx,
-        id,
-    };
+    let mut sink = ConnSink { stream: &mut conn.stream, out: &mut conn.out, ctx, id };
     echo::send_close(&mut sink, Some(code))?;
     finish_cork(&mut conn.stream, &mut conn.out, ctx)
 }
 
 /// Queue one frame (`hdr` + `payload`) for the peer: into the cork if it
 /// fits, else (large payloads) written straight from the caller's buffer.
-fn send(
-    stream: &mut Stream,
-    out: &mut OutQueue,
-    ctx: &mut Ctx,
-    hdr: &[u8],
-    payload: &[u8],
-) -> std::io::Result<()> {
+fn send(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx, hdr: &[u8], payload: &[u8]) -> std::io::Result<()> {
     let total = hdr.len() + payload.len();
     if ctx.cork.len() + total <= ctx.cfg.cork_size {
         ctx.cork.extend_from_slice(hdr);
@@ -749,11 +708,7 @@ fn send(
         ctx.cork.extend_from_slice(payload);
         return Ok(());
     }
-    let written = if out.is_empty() {
-        io::write_now(stream, hdr, payload)?
-    } else {
-        0
-    };
+    let written = if out.is_empty() { io::write_now(stream, hdr, payload)? } else { 0 };
     if written < hdr.len() {
         out.push(&hdr[written..], &mut ctx.pool);
         out.push(payload, &mut ctx.pool);
@@ -769,11 +724,7 @@ fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx) -> std::i
     if ctx.cork.is_empty() {
         return Ok(());
     }
-    let written = if out.is_empty() {
-        io::write_now(stream, &ctx.cork, &[])
-    } else {
-        Ok(0)
-    };
+    let written = if out.is_empty() { io::write_now(stream, &ctx.cork, &[]) } else { Ok(0) };
     let result = match written {
         Ok(w) => {
             out.push(&ctx.cork[w..], &mut ctx.pool);
@@ -787,10 +738,7 @@ fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx) -> std::i
 
 /// After output: finish a Closing connection whose last bytes are out.
 fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
-    if let Phase::Closing {
-        linger, write_shut, ..
-    } = &mut conn.phase
-    {
+    if let Phase::Closing { linger, write_shut, .. } = &mut conn.phase {
         if conn.out.is_empty() {
             if !*linger {
                 return Fate::Drop("close handshake done");
@@ -809,10 +757,7 @@ fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
 pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     unsafe {
-        let mut rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
             return Err(std::io::Error::last_os_error());
         }

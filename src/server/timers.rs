@@ -22,10 +22,7 @@ pub struct DeadlineQueue {
 impl DeadlineQueue {
     /// An empty queue whose entries expire `timeout` after they are pushed.
     pub fn new(timeout: Duration) -> Self {
-        DeadlineQueue {
-            timeout,
-            q: VecDeque::new(),
-        }
+        DeadlineQueue { timeout, q: VecDeque::new() }
     }
 
     /// Arm a deadline for connection (`key`, `id`) starting `now`.

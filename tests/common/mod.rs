@@ -29,11 +29,7 @@ impl TestServer {
         let addr = server.local_addr();
         let handle = server.shutdown_handle();
         let thread = std::thread::spawn(move || server.run());
-        TestServer {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
+        TestServer { addr, handle, thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
@@ -55,8 +51,7 @@ impl TestServer {
     /// A raw socket that has completed the upgrade.
     pub fn upgraded(&self) -> TcpStream {
         let mut s = self.raw();
-        s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes())
-            .unwrap();
+        s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes()).unwrap();
         let head = read_head(&mut s);
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         s
@@ -115,9 +110,7 @@ pub fn read_frame(s: &mut TcpStream) -> (bool, OpCode, Vec<u8>) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 1];
     let (h, n) = loop {
-        if let Some(x) =
-            FrameHeader::decode(&buf, Role::Client, 0, u64::MAX >> 1).expect("valid server frame")
-        {
+        if let Some(x) = FrameHeader::decode(&buf, Role::Client, 0, u64::MAX >> 1).expect("valid server frame") {
             break x;
         }
         s.read_exact(&mut tmp).expect("frame header");
@@ -159,10 +152,5 @@ pub fn expect_tcp_closed(s: &mut TcpStream) {
 pub fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
