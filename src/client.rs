@@ -85,11 +85,7 @@ impl fmt::Display for ClientError {
             ClientError::Url(u) => write!(f, "bad URL {u:?}: expected ws://host[:port][/path]"),
             ClientError::Io(e) => write!(f, "{e}"),
             ClientError::Status { status, body } => {
-                write!(
-                    f,
-                    "server answered HTTP {status} instead of 101: {}",
-                    body.trim_end()
-                )
+                write!(f, "server answered HTTP {status} instead of 101: {}", body.trim_end())
             }
             ClientError::BadAccept => f.write_str("server sent a wrong Sec-WebSocket-Accept"),
             ClientError::Handshake(e) => write!(f, "bad handshake response: {e}"),
@@ -108,9 +104,7 @@ impl From<io::Error> for ClientError {
 
 /// `ws://host:port/path` split into (`host:port`, `/path`).
 pub fn parse_url(url: &str) -> Result<(String, String), ClientError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| ClientError::Url(url.into()))?;
+    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::Url(url.into()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -118,15 +112,12 @@ pub fn parse_url(url: &str) -> Result<(String, String), ClientError> {
     if authority.is_empty() {
         return Err(ClientError::Url(url.into()));
     }
-    let authority = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']')
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
+    let authority =
+        if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
     Ok((authority, path.to_string()))
 }
 
@@ -152,14 +143,7 @@ impl Sender {
     /// Send one complete frame, masked with a fresh key.
     pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
         self.scratch.clear();
-        write_frame(
-            &mut self.scratch,
-            fin,
-            0,
-            opcode,
-            Some(random::<4>()),
-            payload,
-        );
+        write_frame(&mut self.scratch, fin, 0, opcode, Some(random::<4>()), payload);
         self.stream.write_all(&self.scratch)
     }
 
@@ -215,9 +199,10 @@ impl Client {
     /// Connect to `url` and upgrade.
     pub fn connect(url: &str, opts: &ClientOptions) -> Result<Client, ClientError> {
         let (authority, path) = parse_url(url)?;
-        let addr = authority.to_socket_addrs()?.next().ok_or_else(|| {
-            ClientError::Io(io::Error::new(io::ErrorKind::NotFound, "no address"))
-        })?;
+        let addr = authority
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| ClientError::Io(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
         let stream = TcpStream::connect_timeout(&addr, opts.timeout)?;
         Client::handshake(stream, &authority, &path, opts)
     }
@@ -233,30 +218,17 @@ impl Client {
         stream.set_read_timeout(Some(opts.timeout))?;
         let key = base64::engine::general_purpose::STANDARD.encode(random::<16>());
         let mut req = Vec::new();
-        handshake::write_request(
-            &mut req,
-            host,
-            path,
-            &key,
-            &opts.protocols,
-            opts.extensions.as_deref(),
-        );
+        handshake::write_request(&mut req, host, path, &key, &opts.protocols, opts.extensions.as_deref());
         stream.write_all(&req)?;
         let mut buf = Vec::new();
         let mut tmp = [0u8; 4096];
         let resp = loop {
-            if let Some(r) =
-                handshake::parse_response(&buf, &opts.limits).map_err(ClientError::Handshake)?
-            {
+            if let Some(r) = handshake::parse_response(&buf, &opts.limits).map_err(ClientError::Handshake)? {
                 break r;
             }
             let n = stream.read(&mut tmp)?;
             if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "server closed during handshake",
-                )
-                .into());
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed during handshake").into());
             }
             buf.extend_from_slice(&tmp[..n]);
         };
@@ -270,10 +242,7 @@ impl Client {
             }
             let end = buf.len().min(resp.head_len + want);
             let body = String::from_utf8_lossy(&buf[resp.head_len..end]).into_owned();
-            return Err(ClientError::Status {
-                status: resp.status,
-                body,
-            });
+            return Err(ClientError::Status { status: resp.status, body });
         }
         if resp.accept.as_deref().map(str::as_bytes) != Some(&accept_key(key.as_bytes())[..]) {
             return Err(ClientError::BadAccept);
@@ -284,11 +253,7 @@ impl Client {
         let writer = stream.try_clone()?;
         Ok(Client {
             reader: stream,
-            sender: Sender {
-                stream: writer,
-                scratch: Vec::new(),
-                close_sent: Arc::new(AtomicBool::new(false)),
-            },
+            sender: Sender { stream: writer, scratch: Vec::new(), close_sent: Arc::new(AtomicBool::new(false)) },
             session: Session::new(Role::Client),
             limits: opts.limits,
             buf,
@@ -354,12 +319,7 @@ impl Client {
                 }
                 Ok(Some((action, used))) => {
                     let out = match action {
-                        Action::Data {
-                            opcode,
-                            fin,
-                            payload,
-                            ..
-                        } => {
+                        Action::Data { opcode, fin, payload, .. } => {
                             if opcode != OpCode::Continuation {
                                 self.msg.clear();
                                 self.msg_text = opcode == OpCode::Text;
@@ -384,14 +344,9 @@ impl Client {
                         }
                         Action::Pong(p) => Some(Message::Pong(self.buf[p].to_vec())),
                         Action::Close(c) => {
-                            let c = c.map(|(code, r)| {
-                                (code.0, String::from_utf8_lossy(&self.buf[r]).into_owned())
-                            });
+                            let c = c.map(|(code, r)| (code.0, String::from_utf8_lossy(&self.buf[r]).into_owned()));
                             if !self.sender.close_sent.swap(true, Ordering::SeqCst) {
-                                let body = c
-                                    .as_ref()
-                                    .map(|(code, _)| code.to_be_bytes().to_vec())
-                                    .unwrap_or_default();
+                                let body = c.as_ref().map(|(code, _)| code.to_be_bytes().to_vec()).unwrap_or_default();
                                 let _ = self.sender.send_frame(true, OpCode::Close, &body);
                             }
                             Some(Message::Close(c))
@@ -405,11 +360,7 @@ impl Client {
                 Ok(None) => {
                     let n = self.reader.read(&mut tmp)?;
                     if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "server closed TCP",
-                        )
-                        .into());
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed TCP").into());
                     }
                     self.buf.extend_from_slice(&tmp[..n]);
                 }
@@ -437,14 +388,8 @@ mod tests {
 
     #[test]
     fn url_parsing() {
-        assert_eq!(
-            parse_url("ws://localhost:8080/echo").unwrap(),
-            ("localhost:8080".into(), "/echo".into())
-        );
-        assert_eq!(
-            parse_url("ws://example.com").unwrap(),
-            ("example.com:80".into(), "/".into())
-        );
+        assert_eq!(parse_url("ws://localhost:8080/echo").unwrap(), ("localhost:8080".into(), "/echo".into()));
+        assert_eq!(parse_url("ws://example.com").unwrap(), ("example.com:80".into(), "/".into()));
         assert!(parse_url("http://x/").is_err());
         assert!(parse_url("ws:///x").is_err());
     }

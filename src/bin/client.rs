@@ -201,10 +201,7 @@ fn reader(mut client: Client, tx: mpsc::Sender<Event>) {
 
 /// The default, `--count` and `--stdin` modes.
 fn interactive(args: &Args, opts: &ClientOptions) -> i32 {
-    let url = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("ws://{}/echo", args.addr));
+    let url = args.url.clone().unwrap_or_else(|| format!("ws://{}/echo", args.addr));
     log::info!("connecting to {url}");
     let client = match connect(&url, opts) {
         Ok(c) => c,
@@ -229,10 +226,7 @@ fn interactive(args: &Args, opts: &ClientOptions) -> i32 {
         let tx = tx.clone();
         std::thread::spawn(move || reader(client, tx));
     }
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
         Ok(mut signals) => {
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -317,10 +311,7 @@ struct Run {
 impl Run {
     fn main_loop(&mut self, rx: &mpsc::Receiver<Event>, interval: Duration) -> i32 {
         loop {
-            let deadline = [self.next_tick, self.echo_deadline, self.close_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [self.next_tick, self.echo_deadline, self.close_deadline].into_iter().flatten().min();
             let event = match deadline {
                 None => rx.recv().ok(),
                 Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
@@ -355,11 +346,7 @@ impl Run {
             return Some(self.exit_status());
         }
         if self.echo_deadline.is_some_and(|d| d <= now) {
-            log::warn!(
-                "received {} of {} echoes within {ECHO_WAIT:?}",
-                self.received,
-                self.sent
-            );
+            log::warn!("received {} of {} echoes within {ECHO_WAIT:?}", self.received, self.sent);
             self.trouble = true;
             self.start_close();
             return None;
@@ -421,14 +408,9 @@ impl Run {
                 self.received += 1;
                 if self.print_replies {
                     let mut out = io::stdout().lock();
-                    let _ =
-                        writeln!(out, "{}", String::from_utf8_lossy(&b)).and_then(|_| out.flush());
+                    let _ = writeln!(out, "{}", String::from_utf8_lossy(&b)).and_then(|_| out.flush());
                 } else {
-                    log::info!(
-                        "recv: ({} bytes binary) {:02x?}",
-                        b.len(),
-                        &b[..b.len().min(32)]
-                    );
+                    log::info!("recv: ({} bytes binary) {:02x?}", b.len(), &b[..b.len().min(32)]);
                 }
                 self.close_if_all_echoed();
             }
@@ -469,14 +451,11 @@ impl Run {
                             log::warn!("server closed TCP without answering our Close");
                             return Some(self.exit_status());
                         }
-                        log::error!(
-                            "server closed TCP without a Close frame (1006, abnormal closure)"
-                        );
+                        log::error!("server closed TCP without a Close frame (1006, abnormal closure)");
                     }
-                    ClientError::Protocol(p) => log::error!(
-                        "{e}; sent Close {}",
-                        describe_close(&Some((p.close_code().0, String::new())))
-                    ),
+                    ClientError::Protocol(p) => {
+                        log::error!("{e}; sent Close {}", describe_close(&Some((p.close_code().0, String::new()))))
+                    }
                     _ => log::error!("connection error: {e}"),
                 }
                 return Some(EXIT_ABNORMAL);
@@ -650,13 +629,7 @@ fn rfc3339_utc(t: SystemTime) -> String {
     let secs = d.as_secs();
     let (y, m, day) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        d.subsec_millis()
-    )
+    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", s / 3600, s / 60 % 60, s % 60, d.subsec_millis())
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after
@@ -681,9 +654,7 @@ mod tests {
 
     #[test]
     fn rfc3339_known_instants() {
-        let at = |s: u64, ms: u64| {
-            rfc3339_utc(UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms))
-        };
+        let at = |s: u64, ms: u64| rfc3339_utc(UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms));
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(at(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
@@ -716,10 +687,7 @@ mod tests {
     #[test]
     fn close_descriptions() {
         assert_eq!(describe_close(&None), "no status code");
-        assert_eq!(
-            describe_close(&Some((1009, "too big".into()))),
-            "1009 (message too big) \"too big\""
-        );
+        assert_eq!(describe_close(&Some((1009, "too big".into()))), "1009 (message too big) \"too big\"");
         assert_eq!(describe_close(&Some((4000, String::new()))), "4000");
     }
 }

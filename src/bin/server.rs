@@ -78,6 +78,19 @@ struct Args {
     /// Re-compressed messages smaller than this are echoed uncompressed.
     #[arg(long, default_value_t = 0)]
     compression_min_size: usize,
+    /// Seconds of silence before a keepalive Ping (0 disables keepalive).
+    #[arg(long, default_value_t = 60.0)]
+    idle_timeout: f64,
+    /// Seconds to wait for any answer to the keepalive Ping before closing 1001.
+    #[arg(long, default_value_t = 30.0)]
+    ping_timeout: f64,
+    /// Seconds a connection may stay paused by backpressure (peer not
+    /// reading) before it is closed with 1008.
+    #[arg(long, default_value_t = 30.0)]
+    backpressure_timeout: f64,
+    /// Cap on write-chunk memory lent out across all connections, bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_pool_bytes: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -124,6 +137,10 @@ fn main() {
         cork_size: args.cork,
         write_chunk_size: args.write_chunk,
         backpressure_bytes: args.backpressure,
+        backpressure_timeout: secs(args.backpressure_timeout),
+        max_pool_bytes: args.max_pool_bytes,
+        idle_timeout: (args.idle_timeout > 0.0).then(|| secs(args.idle_timeout)),
+        ping_timeout: secs(args.ping_timeout),
         deflate: DeflateConfig {
             mode: match args.compression {
                 Compression::Off => CompressionMode::Off,

@@ -62,6 +62,14 @@ pub struct Conn {
     pub queued: bool,
     /// permessage-deflate state, only if this connection negotiated it.
     pub pmd: Option<Box<PmdCodec>>,
+    /// Reactor tick (250 ms units) when bytes last arrived: keepalive.
+    pub last_seen: u32,
+    /// Reactor tick when reading was paused for backpressure.
+    pub paused_at: u32,
+    /// Tick of this connection's one live timer-wheel entry (u64::MAX: none).
+    pub armed: u64,
+    /// A keepalive ping is out and unanswered.
+    pub ping_sent: bool,
 }
 
 impl Conn {
@@ -76,6 +84,10 @@ impl Conn {
             read_paused: false,
             queued: false,
             pmd: None,
+            last_seen: 0,
+            paused_at: 0,
+            armed: u64::MAX,
+            ping_sent: false,
         }
     }
 

@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timers::DeadlineQueue;
+use timers::{DeadlineQueue, TimerWheel};
 
 /// The page served at `GET /`, compiled in.
 pub const HOME_PAGE: &str = include_str!("../../static/home.html");
@@ -91,6 +91,19 @@ pub struct Config {
     /// Bytes read from one connection per wakeup before others get a turn.
     /// Default 256 KiB.
     pub read_budget: usize,
+    /// If a connection stays paused by backpressure this long (the peer does
+    /// not read), it is closed with 1008. Default 30 s.
+    pub backpressure_timeout: Duration,
+    /// Cap on write-chunk memory lent out across all connections. Over it, a
+    /// connection with queued bytes is not read until its queue drains.
+    /// Default 256 MiB.
+    pub max_pool_bytes: usize,
+    /// Keepalive: after this much silence an open connection gets a Ping.
+    /// Default 60 s; None disables keepalive.
+    pub idle_timeout: Option<Duration>,
+    /// Keepalive: if nothing arrives this long after our Ping, close 1001.
+    /// Default 30 s.
+    pub ping_timeout: Duration,
 }
 
 impl Default for Config {
@@ -109,6 +122,10 @@ impl Default for Config {
             max_free_chunks: 1024,
             backpressure_bytes: 1024 * 1024,
             read_budget: 256 * 1024,
+            backpressure_timeout: Duration::from_secs(30),
+            max_pool_bytes: 256 << 20,
+            idle_timeout: Some(Duration::from_secs(60)),
+            ping_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -159,6 +176,41 @@ struct Ctx {
     codecs: CodecPool,
     /// Scratch for re-compressed echoes.
     deflate_scratch: Vec<u8>,
+    /// Keepalive and backpressure checks.
+    wheel: TimerWheel,
+    /// `now` in wheel ticks (250 ms) since the reactor started.
+    tick: u32,
+    /// When tick 0 began (the wheel's epoch).
+    wheel_epoch: Instant,
+}
+
+impl Ctx {
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        let since = now.saturating_duration_since(self.wheel_epoch);
+        self.tick = (since.as_nanos() / TimerWheel::SLOT.as_nanos()).min(u32::MAX as u128) as u32;
+    }
+
+    fn ticks(d: Duration) -> u32 {
+        d.as_nanos().div_ceil(TimerWheel::SLOT.as_nanos()).min(u32::MAX as u128) as u32
+    }
+
+    fn instant_of(&self, tick: u32) -> Instant {
+        self.now + TimerWheel::SLOT * tick.saturating_sub(self.tick)
+    }
+
+    /// Make sure the connection's live wheel entry fires no later than
+    /// `tick`.
+    fn arm(&mut self, conn: &mut Conn, key: usize, tick: u32) {
+        let at = self.instant_of(tick);
+        if conn.armed == u64::MAX || self.wheel.tick_of(at) < conn.armed {
+            conn.armed = self.wheel.arm(at, key, conn.id);
+        }
+    }
+
+    fn pool_over_cap(&self) -> bool {
+        self.pool.in_use() * self.pool.chunk_size() > self.cfg.max_pool_bytes
+    }
 }
 
 /// A single-threaded WebSocket echo reactor.
@@ -192,15 +244,19 @@ impl Server {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
+        let start = Instant::now();
         let ctx = Ctx {
             pool: BufPool::new(cfg.write_chunk_size, cfg.max_free_chunks),
             readbuf: vec![0; cfg.read_buffer_size.max(1024)],
             cork: Vec::with_capacity(cfg.cork_size),
             handshake_timers: DeadlineQueue::new(cfg.handshake_timeout),
             close_timers: DeadlineQueue::new(cfg.close_timeout),
-            now: Instant::now(),
+            now: start,
             codecs: CodecPool::new(cfg.deflate.level, 64),
             deflate_scratch: Vec::new(),
+            wheel: TimerWheel::new(start),
+            tick: 0,
+            wheel_epoch: start,
             cfg,
         };
         Ok(Server {
@@ -238,7 +294,7 @@ impl Server {
                 }
                 return Err(e);
             }
-            self.ctx.now = Instant::now();
+            self.ctx.set_now(Instant::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -279,11 +335,16 @@ impl Server {
         if !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next =
-            [self.ctx.handshake_timers.next(), self.ctx.close_timers.next(), self.drain_deadline, self.accept_retry]
-                .into_iter()
-                .flatten()
-                .min()?;
+        let next = [
+            self.ctx.handshake_timers.next(),
+            self.ctx.close_timers.next(),
+            self.drain_deadline,
+            self.accept_retry,
+            self.ctx.wheel.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 
@@ -387,6 +448,22 @@ impl Server {
                 self.drop_conn(key, "handshake timeout");
             }
         }
+        let mut due = Vec::new();
+        self.ctx.wheel.expire(now, &mut due);
+        for (key, id, tick) in due {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            if conn.id != id || conn.armed != tick {
+                continue; // stale: the connection re-armed or the slot was reused
+            }
+            conn.armed = u64::MAX;
+            let mut fate = check_conn(conn, &mut self.ctx, key);
+            if !matches!(fate, Fate::Drop(_)) {
+                fate = after_output(conn, &mut self.ctx);
+            }
+            if let Fate::Drop(why) = fate {
+                self.drop_conn(key, why);
+            }
+        }
         while let Some((key, id)) = self.ctx.close_timers.pop_expired(now) {
             if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Closing { .. })) {
                 self.drop_conn(key, "close timeout");
@@ -445,7 +522,9 @@ fn flush_out(conn: &mut Conn, ctx: &mut Ctx) -> Fate {
             Ok(IoStep::Eof) | Err(_) => return Fate::Drop("write error"),
         }
     }
-    if conn.read_paused && conn.out.len() <= ctx.cfg.backpressure_bytes / 2 {
+    if conn.read_paused
+        && (conn.out.is_empty() || (conn.out.len() <= ctx.cfg.backpressure_bytes / 2 && !ctx.pool_over_cap()))
+    {
         conn.read_paused = false;
         return Fate::Requeue;
     }
@@ -471,12 +550,19 @@ fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
             }
             Err(_) => return Fate::Drop("read error"),
         };
+        if matches!(conn.phase, Phase::Open(_)) {
+            conn.last_seen = ctx.tick;
+            conn.ping_sent = false;
+        }
         if let Fate::Drop(why) = process_input(conn, ctx, key, n) {
             return Fate::Drop(why);
         }
-        if conn.out.len() > ctx.cfg.backpressure_bytes {
+        if conn.out.len() > ctx.cfg.backpressure_bytes || (!conn.out.is_empty() && ctx.pool_over_cap()) {
             log::debug!("conn {}: {} bytes unsent, pausing reads", conn.id, conn.out.len());
             conn.read_paused = true;
+            conn.paused_at = ctx.tick;
+            let deadline = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
+            ctx.arm(conn, key, deadline);
             return Fate::Keep;
         }
         if n >= budget {
@@ -570,6 +656,11 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
                                 conn.pmd = Some(Box::new(PmdCodec::new(a)));
                             }
                             conn.set_phase(Phase::Open(session));
+                            conn.last_seen = ctx.tick;
+                            if let Some(idle) = ctx.cfg.idle_timeout {
+                                let at = ctx.tick.saturating_add(Ctx::ticks(idle));
+                                ctx.arm(conn, key, at);
+                            }
                         }
                         Err(e) => reject(conn, ctx, key, &e),
                     }
@@ -687,10 +778,67 @@ fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (u
 }
 
 fn send_close(conn: &mut Conn, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
+    send_control(conn, ctx, OpCode::Close, &code.0.to_be_bytes())
+}
+
+/// Send one control frame of our own (not an echo) right away.
+fn send_control(conn: &mut Conn, ctx: &mut Ctx, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
     let id = conn.id;
     let mut sink = ConnSink { stream: &mut conn.stream, out: &mut conn.out, ctx, id };
-    echo::send_close(&mut sink, Some(code))?;
+    echo::send_frame(&mut sink, true, 0, opcode, payload)?;
     finish_cork(&mut conn.stream, &mut conn.out, ctx)
+}
+
+/// A connection's wheel entry fired: keepalive and backpressure deadlines.
+fn check_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
+    if !matches!(conn.phase, Phase::Open(_)) {
+        return Fate::Keep;
+    }
+    let now = ctx.tick;
+    let mut next = u32::MAX;
+    if conn.read_paused {
+        let limit = conn.paused_at.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
+        if now >= limit {
+            log::warn!("conn {}: peer not reading for {:?}, closing with 1008", conn.id, ctx.cfg.backpressure_timeout);
+            return close_now(conn, ctx, key, CloseCode::POLICY);
+        }
+        next = limit;
+    }
+    if let Some(idle) = ctx.cfg.idle_timeout {
+        let idle = Ctx::ticks(idle);
+        let silent_since = conn.last_seen;
+        if now >= silent_since.saturating_add(idle) {
+            let give_up = silent_since.saturating_add(idle).saturating_add(Ctx::ticks(ctx.cfg.ping_timeout));
+            if !conn.ping_sent {
+                log::debug!("conn {}: idle, sending ping", conn.id);
+                conn.ping_sent = true;
+                if send_control(conn, ctx, OpCode::Ping, b"").is_err() {
+                    return Fate::Drop("write error");
+                }
+                next = next.min(give_up.max(now + 1));
+            } else if now >= give_up {
+                log::info!("conn {}: no answer to keepalive ping, closing with 1001", conn.id);
+                return close_now(conn, ctx, key, CloseCode::GOING_AWAY);
+            } else {
+                next = next.min(give_up);
+            }
+        } else {
+            next = next.min(silent_since.saturating_add(idle));
+        }
+    }
+    if next != u32::MAX {
+        ctx.arm(conn, key, next);
+    }
+    Fate::Keep
+}
+
+/// Start a server-initiated close with `code` (we wait for the peer's Close).
+fn close_now(conn: &mut Conn, ctx: &mut Ctx, key: usize, code: CloseCode) -> Fate {
+    if send_close(conn, ctx, code).is_err() {
+        return Fate::Drop("write error");
+    }
+    enter_closing(conn, ctx, key, true, true);
+    Fate::Keep
 }
 
 /// Queue one frame (`hdr` + `payload`) for the peer: into the cork if it

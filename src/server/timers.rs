@@ -46,3 +46,115 @@ impl DeadlineQueue {
         }
     }
 }
+
+/// A hashed timer wheel for per-connection check times that move (idle
+/// keepalive, backpressure deadlines).
+///
+/// Slots are `SLOT` wide; a deadline further out than the wheel spans is
+/// parked in the farthest slot and re-armed by its owner when it fires. Each
+/// connection keeps one live entry: it remembers the tick it armed, and an
+/// entry whose tick no longer matches is stale and dropped when its slot
+/// comes up. A tick costs only the entries due in that slot — never a scan of
+/// every idle connection.
+#[derive(Debug)]
+pub struct TimerWheel {
+    /// Entries (slab key, connection id, tick) per slot.
+    slots: Vec<Vec<(usize, u64, u64)>>,
+    /// When tick 0 began.
+    epoch: Instant,
+    /// The next tick to process.
+    next_tick: u64,
+    /// Entries in all slots (live or stale).
+    len: usize,
+}
+
+impl TimerWheel {
+    /// Width of one slot.
+    pub const SLOT: Duration = Duration::from_millis(250);
+    const SLOTS: u64 = 512;
+
+    /// An empty wheel starting at `now`.
+    pub fn new(now: Instant) -> Self {
+        TimerWheel { slots: (0..Self::SLOTS).map(|_| Vec::new()).collect(), epoch: now, next_tick: 0, len: 0 }
+    }
+
+    /// The tick a deadline falls in (rounded up, never in the past).
+    pub fn tick_of(&self, at: Instant) -> u64 {
+        let d = at.saturating_duration_since(self.epoch);
+        let t = d.as_nanos().div_ceil(Self::SLOT.as_nanos()) as u64;
+        t.max(self.next_tick)
+    }
+
+    /// Arm an entry for (`key`, `id`) at `at`; returns the tick to remember.
+    /// Deadlines beyond the wheel's span fire early, at its far end.
+    pub fn arm(&mut self, at: Instant, key: usize, id: u64) -> u64 {
+        let tick = self.tick_of(at).min(self.next_tick + Self::SLOTS - 1);
+        self.slots[(tick % Self::SLOTS) as usize].push((key, id, tick));
+        self.len += 1;
+        tick
+    }
+
+    /// When the next non-empty slot is due (for the poll timeout).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.len == 0 {
+            return None;
+        }
+        (0..Self::SLOTS)
+            .map(|i| self.next_tick + i)
+            .find(|t| !self.slots[(t % Self::SLOTS) as usize].is_empty())
+            .map(|t| self.epoch + Self::SLOT * (t as u32))
+    }
+
+    /// Move every entry due by `now` into `due` as (key, id, tick).
+    pub fn expire(&mut self, now: Instant, due: &mut Vec<(usize, u64, u64)>) {
+        let now_tick = (now.saturating_duration_since(self.epoch).as_nanos() / Self::SLOT.as_nanos()) as u64;
+        while self.next_tick <= now_tick {
+            let slot = &mut self.slots[(self.next_tick % Self::SLOTS) as usize];
+            let tick = self.next_tick;
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].2 <= tick {
+                    due.push(slot.swap_remove(i));
+                    self.len -= 1;
+                } else {
+                    i += 1;
+                }
+            }
+            self.next_tick += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wheel_fires_entries_in_their_slot_and_not_before() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0);
+        let a = w.arm(t0 + Duration::from_secs(1), 1, 10);
+        let b = w.arm(t0 + Duration::from_secs(300), 2, 20); // beyond the span: parked
+        let mut due = Vec::new();
+        w.expire(t0 + Duration::from_millis(900), &mut due);
+        assert!(due.is_empty());
+        w.expire(t0 + Duration::from_millis(1000), &mut due);
+        assert_eq!(due, vec![(1, 10, a)]);
+        due.clear();
+        w.expire(t0 + Duration::from_secs(200), &mut due);
+        assert_eq!(due, vec![(2, 20, b)], "parked entry fires at the far end for re-arming");
+        assert!(w.next_deadline().is_none());
+    }
+
+    #[test]
+    fn deadline_queue_is_fifo() {
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::new(Duration::from_secs(1));
+        q.push(t0, 1, 1);
+        q.push(t0 + Duration::from_millis(10), 2, 2);
+        assert_eq!(q.pop_expired(t0 + Duration::from_millis(999)), None);
+        assert_eq!(q.pop_expired(t0 + Duration::from_millis(1005)), Some((1, 1)));
+        assert_eq!(q.pop_expired(t0 + Duration::from_millis(1005)), None);
+        assert_eq!(q.next(), Some(t0 + Duration::from_millis(1010)));
+    }
+}

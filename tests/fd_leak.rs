@@ -1,0 +1,55 @@
+//! Connect/reset churn leaks no file descriptors (own process: it counts
+//! the whole process's open fds).
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+use wsecho::client::Message;
+
+fn served(server: &TestServer) {
+    let mut c = server.client();
+    c.send_text("still served").unwrap();
+    assert_eq!(c.recv().unwrap(), Message::Text("still served".into()));
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Close with RST instead of FIN (SO_LINGER with a zero timeout).
+fn reset(s: std::net::TcpStream) {
+    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a valid fd with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &lg as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    drop(s);
+}
+
+#[test]
+fn five_thousand_connect_reset_cycles_leave_the_fd_count_unchanged() {
+    let server = TestServer::start();
+    served(&server);
+    let before = open_fds();
+    for i in 0..5000 {
+        let mut s = server.raw();
+        if i % 2 == 0 {
+            let _ = s.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n");
+        }
+        reset(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_fds() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(open_fds(), before);
+    served(&server);
+}
