@@ -1,0 +1,476 @@
+//! `wsecho-loadtest`: a lean WebSocket load generator (a "swarm") for wsecho
+//! and its peers. One mio event loop per process; more processes with
+//! `--procs` for more than ~19,000 connections. Loopback targets only.
+//!
+//! ```text
+//! wsecho-loadtest echo --conns 100 --size 20 --depth 1 --duration 10
+//! wsecho-loadtest rate --conns 100 --rate 50000 --size 20
+//! wsecho-loadtest idle --conns 19000 --procs 2 --source-ips 127.0.0.1,127.0.0.2
+//! wsecho-loadtest handshakes --concurrency 50 --duration 10
+//! wsecho-loadtest classic 100 127.0.0.1 8080 20
+//! ```
+
+mod conn;
+mod stats;
+mod swarm;
+
+use clap::{Args, Parser, Subcommand};
+use stats::Report;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use swarm::{Mode, Plan};
+
+/// Environment variable that marks a child of `--procs`: "INDEX/COUNT".
+const CHILD_ENV: &str = "WSECHO_LOADTEST_CHILD";
+/// Most connections one process holds (the hard open-file limit is 20,000).
+const MAX_PER_PROC: usize = 19_000;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "WebSocket load generator for wsecho (loopback targets only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Closed loop: C connections, D messages in flight each.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        msg: MsgArgs,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
+    },
+    /// Open loop: a fixed total message rate; latency from intended send time.
+    Rate {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        msg: MsgArgs,
+        /// Total messages per second, spread over all connections.
+        #[arg(long)]
+        rate: f64,
+    },
+    /// Open C connections and hold them (for measuring server memory).
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        /// Send a Ping on every connection this often (seconds).
+        #[arg(long)]
+        ping_every: Option<f64>,
+        /// Seconds to wait after the last open before reading the server's RSS.
+        #[arg(long, default_value_t = 1.0)]
+        settle: f64,
+    },
+    /// Connect + upgrade + close, K at a time, for T seconds.
+    Handshakes {
+        #[command(flatten)]
+        common: Common,
+        /// Handshakes in progress at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// uWebSockets load_test compatible: `classic CONNECTIONS HOST PORT [PAYLOAD_BYTES]`.
+    Classic {
+        /// Connections.
+        connections: usize,
+        /// Host (must be loopback).
+        host: String,
+        /// Port.
+        port: u16,
+        /// Payload bytes per message.
+        #[arg(default_value_t = 20)]
+        payload_bytes: usize,
+        /// Request path.
+        #[arg(long, default_value = "/echo")]
+        path: String,
+        /// Seconds to run (it stops by itself).
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// Send text frames (default binary).
+        #[arg(long)]
+        text: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Server URL; must be loopback (127.0.0.0/8 or ::1).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
+    target: String,
+    /// Connections (handshakes mode: ignored, see --concurrency).
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    /// Measuring window, seconds (idle: how long to hold).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up before the window, seconds (not measured).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Split the connections over P child processes (each ≤ 19,000).
+    #[arg(long, default_value_t = 1)]
+    procs: usize,
+    /// Bind client sockets to these loopback addresses, round robin.
+    #[arg(long, value_delimiter = ',')]
+    source_ips: Vec<IpAddr>,
+    /// Most connects/upgrades in flight during ramp-up.
+    #[arg(long, default_value_t = 256)]
+    ramp: usize,
+    /// Read this server process's CPU time and RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the final report as one JSON line on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar, no live line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct MsgArgs {
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 20)]
+    size: usize,
+    /// Send text frames.
+    #[arg(long, conflicts_with = "binary")]
+    text: bool,
+    /// Send binary frames (the default).
+    #[arg(long)]
+    binary: bool,
+}
+
+/// Parse `ws://host:port/path`, resolve it, and refuse anything off loopback.
+fn parse_target(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let with_port =
+        if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !hostport.ends_with(']') {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:80")
+        };
+    let addrs: Vec<SocketAddr> = with_port.to_socket_addrs().map_err(|e| format!("{hostport}: {e}"))?.collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.ip().is_loopback())
+        .copied()
+        .ok_or_else(|| format!("{hostport}: not a loopback address; refusing to load it"))?;
+    if addrs.iter().any(|a| !a.ip().is_loopback()) && !hostport.starts_with("localhost") {
+        return Err(format!("{hostport}: resolves off loopback; refusing"));
+    }
+    Ok((addr, hostport.to_string(), path))
+}
+
+fn raise_fd_limit() -> (u64, u64) {
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        }
+        (rl.rlim_cur, rl.rlim_max)
+    }
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    swarm::STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signals() {
+    unsafe {
+        let h = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGINT, h);
+        libc::signal(libc::SIGTERM, h);
+    }
+}
+
+fn fail(msg: String) -> ! {
+    eprintln!("wsecho-loadtest: {msg}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let cli = Cli::parse();
+    install_signals();
+    let child = std::env::var(CHILD_ENV).ok().and_then(|v| {
+        let (i, n) = v.split_once('/')?;
+        Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))
+    });
+    let (soft, hard) = raise_fd_limit();
+    if child.is_none() {
+        eprintln!("open-file limit: soft {soft}, hard {hard}");
+    }
+
+    let (mut plan, common, json) = build_plan(cli.cmd);
+    for ip in &plan.source_ips {
+        if !ip.is_loopback() {
+            fail(format!("source ip {ip} is not loopback"));
+        }
+    }
+
+    if let Some((i, n)) = child {
+        // A child: take our share of the connections and report in JSON.
+        plan.child = true;
+        plan.conns = plan.conns / n + usize::from(i < plan.conns % n);
+        plan.source_offset = i;
+        plan.server_pid = None; // the parent reads the server
+        let r = swarm::run(&plan).unwrap_or_else(|e| fail(format!("swarm: {e}")));
+        swarm::emit(serde_json::json!({"ev": "result", "report": r}));
+        return;
+    }
+
+    let procs = common.as_ref().map_or(1, |c| c.procs).max(1);
+    let per = plan.conns.div_ceil(procs);
+    if per > MAX_PER_PROC || per as u64 + 64 > soft {
+        fail(format!(
+            "{} connections over {procs} process(es) is {per} each; the limit is {} \
+             (open files {soft}): use --procs {}",
+            plan.conns,
+            MAX_PER_PROC.min(soft.saturating_sub(64) as usize),
+            plan.conns.div_ceil(MAX_PER_PROC)
+        ));
+    }
+    if plan.source_ips.len() <= 1 && plan.conns > 20_000 {
+        eprintln!("note: one source IP has ~28k ephemeral ports; consider --source-ips");
+    }
+
+    let report = if procs == 1 {
+        swarm::run(&plan).unwrap_or_else(|e| fail(format!("swarm: {e}")))
+    } else {
+        run_children(&plan, procs)
+    };
+    if json {
+        swarm::emit(serde_json::to_value(&report).unwrap_or_default());
+    }
+    report.print_table();
+}
+
+fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
+    let mk = |mode: Mode, c: &Common, size: usize, text: bool| {
+        let (addr, host, path) = parse_target(&c.target).unwrap_or_else(|e| fail(e));
+        Plan {
+            mode,
+            url: c.target.clone(),
+            addr,
+            host,
+            path,
+            conns: c.conns,
+            depth: 1,
+            size,
+            text,
+            rate: 0.0,
+            duration: Duration::from_secs_f64(c.duration.max(0.0)),
+            warmup: Duration::from_secs_f64(c.warmup.max(0.0)),
+            ping_every: None,
+            source_ips: c.source_ips.clone(),
+            source_offset: 0,
+            ramp: c.ramp.max(1),
+            server_pid: c.server_pid,
+            settle: Duration::from_secs(1),
+            child: false,
+            quiet: c.quiet || c.json,
+            classic_every: Duration::from_secs(4),
+        }
+    };
+    match cmd {
+        Cmd::Echo { common, msg, depth } => {
+            let mut p = mk(Mode::Echo, &common, msg.size, msg.text);
+            p.depth = depth.max(1);
+            let j = common.json;
+            (p, Some(common), j)
+        }
+        Cmd::Rate { common, msg, rate } => {
+            if rate.is_nan() || rate <= 0.0 {
+                fail("--rate must be > 0".into());
+            }
+            let mut p = mk(Mode::Rate, &common, msg.size, msg.text);
+            p.rate = rate;
+            let j = common.json;
+            (p, Some(common), j)
+        }
+        Cmd::Idle { common, ping_every, settle } => {
+            let mut p = mk(Mode::Idle, &common, 0, false);
+            p.ping_every = ping_every.map(|s| Duration::from_secs_f64(s.max(0.01)));
+            p.settle = Duration::from_secs_f64(settle.max(0.0));
+            p.warmup = Duration::ZERO;
+            let j = common.json;
+            (p, Some(common), j)
+        }
+        Cmd::Handshakes { mut common, concurrency } => {
+            common.conns = concurrency.max(1);
+            let p = mk(Mode::Handshakes, &common, 0, false);
+            let j = common.json;
+            (p, Some(common), j)
+        }
+        Cmd::Classic { connections, host, port, payload_bytes, path, duration, text } => {
+            let url = if host.contains(':') {
+                format!("ws://[{host}]:{port}{path}")
+            } else {
+                format!("ws://{host}:{port}{path}")
+            };
+            let common = Common {
+                target: url,
+                conns: connections,
+                duration,
+                warmup: 0.0,
+                procs: 1,
+                source_ips: Vec::new(),
+                ramp: 256,
+                server_pid: None,
+                json: false,
+                quiet: true,
+            };
+            let p = mk(Mode::Classic, &common, payload_bytes, text);
+            (p, None, false)
+        }
+    }
+}
+
+/// Run `procs` children of this executable, each with its share, show a live
+/// line from their ticks, and sum their results.
+fn run_children(plan: &Plan, procs: usize) -> Report {
+    let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("current_exe: {e}")));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, serde_json::Value)>();
+    let mut kids = Vec::new();
+    for i in 0..procs {
+        let mut child = Command::new(&exe)
+            .args(&args)
+            .env(CHILD_ENV, format!("{i}/{procs}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| fail(format!("spawn: {e}")));
+        let out = child.stdout.take().expect("piped stdout");
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if tx.send((i, v)).is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send((i, serde_json::json!({"ev": "exit"})));
+        });
+        kids.push(child);
+    }
+    drop(tx);
+    let show = !plan.quiet;
+    let t0 = Instant::now();
+    let rss_before = plan.server_pid.and_then(stats::proc_rss_kib);
+    let mut rss_after = None;
+    let mut opened = vec![None::<u64>; procs];
+    let mut win_started = 0usize;
+    let mut cpu_start = None;
+    let mut cpu_end = None;
+    let mut tick = vec![(0u64, 0u64, 0u64, 0u64); procs]; // msgs, hs, open, errors
+    let mut ticked = 0usize;
+    let mut results: Vec<Report> = Vec::new();
+    let mut exited = 0;
+    while exited < procs {
+        let Ok((i, v)) = rx.recv() else { break };
+        let g = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        match v.get("ev").and_then(|e| e.as_str()).unwrap_or("") {
+            "tick" => {
+                tick[i] = (g("msgs"), g("hs"), g("open"), g("errors"));
+                ticked += 1;
+                if ticked % procs == 0 && show {
+                    let s: (u64, u64, u64, u64) =
+                        tick.iter().fold((0, 0, 0, 0), |a, t| (a.0 + t.0, a.1 + t.1, a.2 + t.2, a.3 + t.3));
+                    eprintln!(
+                        "[{:>4}s] {:>9} msgs/s {:>7} handshakes/s  open {:>6}  errors {}",
+                        t0.elapsed().as_secs(),
+                        s.0,
+                        s.1,
+                        s.2,
+                        s.3
+                    );
+                }
+            }
+            "open" => {
+                opened[i] = Some(g("n"));
+                if opened.iter().all(|o| o.is_some()) {
+                    rss_after = plan.server_pid.and_then(stats::proc_rss_kib);
+                    let n: u64 = opened.iter().map(|o| o.unwrap_or(0)).sum();
+                    swarm::emit(serde_json::json!({"ev": "all_open", "n": n, "rss_kib": rss_after}));
+                    if show {
+                        eprintln!("ALL_OPEN {n} connections over {procs} processes");
+                    }
+                }
+            }
+            "window_start" => {
+                win_started += 1;
+                if win_started == procs {
+                    cpu_start = plan.server_pid.and_then(stats::proc_cpu_us);
+                }
+            }
+            "window_end" if cpu_end.is_none() => {
+                cpu_end = plan.server_pid.and_then(stats::proc_cpu_us);
+            }
+            "result" => {
+                if let Ok(r) = serde_json::from_value::<Report>(v["report"].clone()) {
+                    results.push(r);
+                }
+            }
+            "exit" => exited += 1,
+            _ => {}
+        }
+    }
+    for mut k in kids {
+        let _ = k.wait();
+    }
+    if results.len() != procs {
+        eprintln!("warning: {} of {procs} children reported", results.len());
+    }
+    let mut r = Report::merge(&results);
+    if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
+        let cpu = b - a;
+        r.server.cpu_us = Some(cpu);
+        if r.msgs > 0 {
+            r.server.cpu_us_per_msg = Some(cpu / r.msgs as f64);
+        }
+        if r.handshakes > 0 {
+            r.server.cpu_us_per_handshake = Some(cpu / r.handshakes as f64);
+        }
+    }
+    if plan.mode == Mode::Idle {
+        r.server.rss_before_kib = rss_before;
+        r.server.rss_after_kib = rss_after;
+        if let (Some(b), Some(a)) = (rss_before, rss_after) {
+            if r.conns_open_max > 0 {
+                r.server.rss_per_conn_bytes = Some((a as f64 - b as f64) * 1024.0 / r.conns_open_max as f64);
+            }
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        assert!(parse_target("ws://127.0.0.1:9001/echo").is_ok());
+        assert!(parse_target("ws://127.0.0.2:9001/").is_ok());
+        assert!(parse_target("ws://[::1]:9001/echo").is_ok());
+        assert!(parse_target("ws://10.0.0.1:9001/echo").is_err());
+        assert!(parse_target("ws://8.8.8.8:80/").is_err());
+        assert!(parse_target("wss://127.0.0.1:1/").is_err());
+        let (a, h, p) = parse_target("ws://127.0.0.1:8080/echo").unwrap();
+        assert_eq!((a.port(), h.as_str(), p.as_str()), (8080, "127.0.0.1:8080", "/echo"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Counters, the latency histogram, the report every mode ends with, and
+//! readings of the server process from `/proc` (CPU time, RSS).
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Latency histogram in microseconds: 1 µs to 100 s, 3 significant digits.
+/// Recording never allocates (hdrhistogram sizes its buckets up front).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("histogram bounds")
+}
+
+/// Percentiles of one histogram, in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    /// Samples recorded.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest sample.
+    pub max: u64,
+}
+
+impl Latency {
+    /// Summarise `h`.
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Readings of the server process, taken by the swarm itself at the edges of
+/// the measuring window (`--server-pid`), so no script has to time them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerUsage {
+    /// utime+stime of the server over the measuring window, microseconds.
+    pub cpu_us: Option<f64>,
+    /// `cpu_us` / messages echoed in the window.
+    pub cpu_us_per_msg: Option<f64>,
+    /// `cpu_us` / handshakes completed in the window.
+    pub cpu_us_per_handshake: Option<f64>,
+    /// VmRSS before the idle connections were opened, KiB.
+    pub rss_before_kib: Option<u64>,
+    /// VmRSS once all idle connections were open (after a short settle), KiB.
+    pub rss_after_kib: Option<u64>,
+    /// (after - before) / connections, bytes.
+    pub rss_per_conn_bytes: Option<f64>,
+}
+
+/// The result of one run (or of one child process, before the parent sums).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// echo, rate, idle, handshakes or classic.
+    pub mode: String,
+    /// The target URL.
+    pub target: String,
+    /// Connections asked for.
+    pub conns: usize,
+    /// Most connections open at once.
+    pub conns_open_max: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection (closed loop).
+    pub depth: usize,
+    /// Length of the measuring window, seconds.
+    pub window_s: f64,
+    /// Messages echoed (and verified) in the window.
+    pub msgs: u64,
+    /// Messages per second.
+    pub msgs_per_s: f64,
+    /// Payload megabytes (10^6) per second, one direction.
+    pub mb_per_s: f64,
+    /// Handshakes completed in the window (handshakes mode).
+    pub handshakes: u64,
+    /// Handshakes per second.
+    pub handshakes_per_s: f64,
+    /// Latency in microseconds: message round trip (echo, classic), from the
+    /// intended send time (rate), connect-to-101 (handshakes).
+    pub latency_us: Latency,
+    /// Errors by kind, over the whole run (warm-up included).
+    pub errors: BTreeMap<String, u64>,
+    /// Close frames received from the server, by code.
+    pub close_codes: BTreeMap<String, u64>,
+    /// Server process readings, if `--server-pid` was given.
+    pub server: ServerUsage,
+    /// The histogram as (value, count) pairs, so a parent can merge children.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hist: Vec<(u64, u64)>,
+}
+
+impl Report {
+    /// Attach `h` (for merging) and its percentiles.
+    pub fn set_histogram(&mut self, h: &Histogram<u64>, keep_raw: bool) {
+        self.latency_us = Latency::of(h);
+        if keep_raw {
+            self.hist = h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        }
+    }
+
+    /// Sum the reports of several child processes.
+    pub fn merge(parts: &[Report]) -> Report {
+        let mut out = parts.first().cloned().unwrap_or_default();
+        let mut h = new_histogram();
+        out.conns = 0;
+        out.conns_open_max = 0;
+        out.msgs = 0;
+        out.handshakes = 0;
+        out.msgs_per_s = 0.0;
+        out.mb_per_s = 0.0;
+        out.handshakes_per_s = 0.0;
+        out.errors.clear();
+        out.close_codes.clear();
+        out.window_s = 0.0;
+        for p in parts {
+            out.conns += p.conns;
+            out.conns_open_max += p.conns_open_max;
+            out.msgs += p.msgs;
+            out.handshakes += p.handshakes;
+            out.msgs_per_s += p.msgs_per_s;
+            out.mb_per_s += p.mb_per_s;
+            out.handshakes_per_s += p.handshakes_per_s;
+            out.window_s = out.window_s.max(p.window_s);
+            for (k, v) in &p.errors {
+                *out.errors.entry(k.clone()).or_default() += v;
+            }
+            for (k, v) in &p.close_codes {
+                *out.close_codes.entry(k.clone()).or_default() += v;
+            }
+            for &(v, c) in &p.hist {
+                let _ = h.record_n(v.max(1), c);
+            }
+        }
+        out.hist.clear();
+        out.latency_us = Latency::of(&h);
+        out
+    }
+
+    /// The human-readable final table.
+    pub fn print_table(&self) {
+        let e = |s: &str| eprintln!("{s}");
+        e("");
+        e(&format!("  mode        {} -> {}", self.mode, self.target));
+        e(&format!("  conns       {} asked, {} open at most", self.conns, self.conns_open_max));
+        if self.mode != "handshakes" && self.mode != "idle" {
+            e(&format!(
+                "  messages    {} in {:.2} s, {} B each, depth {}",
+                self.msgs, self.window_s, self.size, self.depth
+            ));
+            e(&format!("  throughput  {:.0} msgs/s, {:.2} MB/s", self.msgs_per_s, self.mb_per_s));
+        }
+        if self.mode == "handshakes" {
+            e(&format!("  handshakes  {} in {:.2} s = {:.0}/s", self.handshakes, self.window_s, self.handshakes_per_s));
+        }
+        if self.latency_us.count > 0 {
+            let l = &self.latency_us;
+            e(&format!(
+                "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (mean {:.1}, n {})",
+                l.p50, l.p90, l.p99, l.p999, l.max, l.mean, l.count
+            ));
+        }
+        if let Some(c) = self.server.cpu_us {
+            e(&format!("  server cpu  {:.0} µs in window", c));
+        }
+        if let Some(c) = self.server.cpu_us_per_msg {
+            e(&format!("  server cpu  {:.3} µs per message", c));
+        }
+        if let Some(c) = self.server.cpu_us_per_handshake {
+            e(&format!("  server cpu  {:.2} µs per handshake", c));
+        }
+        if let (Some(b), Some(a)) = (self.server.rss_before_kib, self.server.rss_after_kib) {
+            e(&format!(
+                "  server rss  {} KiB -> {} KiB = {:.0} B per connection",
+                b,
+                a,
+                self.server.rss_per_conn_bytes.unwrap_or(0.0)
+            ));
+        }
+        if self.errors.is_empty() {
+            e("  errors      none");
+        } else {
+            for (k, v) in &self.errors {
+                e(&format!("  error       {k}: {v}"));
+            }
+        }
+        for (k, v) in &self.close_codes {
+            e(&format!("  close code  {k}: {v}"));
+        }
+    }
+}
+
+/// utime + stime of process `pid` (all its threads), in microseconds.
+pub fn proc_cpu_us(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) * 1e6 / hz)
+}
+
+/// VmRSS of process `pid`, KiB.
+pub fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
