@@ -54,9 +54,16 @@ impl BufPool {
 }
 
 /// A connection's bytes that the kernel has not taken yet, in pooled chunks.
-/// Empty (and allocation-free) whenever the connection is not backlogged.
+/// One pointer wide, and allocation-free, whenever the connection is not
+/// backlogged.
 #[derive(Debug, Default)]
 pub struct OutQueue {
+    /// Present only while bytes are waiting.
+    inner: Option<Box<Backlog>>,
+}
+
+#[derive(Debug, Default)]
+struct Backlog {
     /// Chunks in send order; only the last one may have spare capacity.
     chunks: VecDeque<Vec<u8>>,
     /// Bytes of the first chunk already written.
@@ -68,41 +75,43 @@ pub struct OutQueue {
 impl OutQueue {
     /// Unsent bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.inner.as_ref().map_or(0, |b| b.len)
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Append `bytes`, borrowing chunks from `pool` as needed.
     pub fn push(&mut self, mut bytes: &[u8], pool: &mut BufPool) {
+        if bytes.is_empty() {
+            return;
+        }
+        let b = self.inner.get_or_insert_with(Default::default);
         while !bytes.is_empty() {
-            let room = match self.chunks.back() {
-                Some(c) => c.capacity() - c.len(),
-                None => 0,
-            };
+            let room = b.chunks.back().map_or(0, |c| c.capacity() - c.len());
             if room == 0 {
-                self.chunks.push_back(pool.take());
+                b.chunks.push_back(pool.take());
                 continue;
             }
             let n = room.min(bytes.len());
-            let last = self.chunks.back_mut().expect("a chunk with room");
+            let last = b.chunks.back_mut().expect("a chunk with room");
             last.extend_from_slice(&bytes[..n]);
-            self.len += n;
+            b.len += n;
             bytes = &bytes[n..];
         }
     }
 
     /// Fill `out` with slices of the unsent bytes, in order; returns how many.
     pub fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let Some(b) = self.inner.as_ref() else { return 0 };
         let mut n = 0;
-        for (i, c) in self.chunks.iter().enumerate() {
+        for (i, c) in b.chunks.iter().enumerate() {
             if n == out.len() {
                 break;
             }
-            let start = if i == 0 { self.head } else { 0 };
+            let start = if i == 0 { b.head } else { 0 };
             if start < c.len() {
                 out[n] = IoSlice::new(&c[start..]);
                 n += 1;
@@ -113,38 +122,35 @@ impl OutQueue {
 
     /// Mark `n` bytes written, returning emptied chunks to `pool`.
     pub fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
-        debug_assert!(n <= self.len);
-        self.len -= n;
+        let Some(b) = self.inner.as_mut() else { return };
+        debug_assert!(n <= b.len);
+        b.len -= n;
         while n > 0 {
-            let first_len = self.chunks.front().map_or(0, |c| c.len());
-            let left = first_len - self.head;
+            let first_len = b.chunks.front().map_or(0, |c| c.len());
+            let left = first_len - b.head;
             if n >= left {
                 n -= left;
-                self.head = 0;
-                if let Some(c) = self.chunks.pop_front() {
+                b.head = 0;
+                if let Some(c) = b.chunks.pop_front() {
                     pool.put(c);
                 }
             } else {
-                self.head += n;
+                b.head += n;
                 n = 0;
             }
         }
-        if self.len == 0 {
-            self.head = 0;
-            while let Some(c) = self.chunks.pop_front() {
-                pool.put(c);
-            }
-            // Release the deque's own buffer too: an idle connection holds nothing.
-            self.chunks = VecDeque::new();
+        if b.len == 0 {
+            self.clear(pool);
         }
     }
 
-    /// Drop everything, returning the chunks to `pool`.
+    /// Drop everything, returning the chunks to `pool`; frees the backlog so
+    /// an idle connection holds nothing.
     pub fn clear(&mut self, pool: &mut BufPool) {
-        let n = self.len;
-        self.consume(n, pool);
-        while let Some(c) = self.chunks.pop_front() {
-            pool.put(c);
+        if let Some(b) = self.inner.take() {
+            for c in b.chunks {
+                pool.put(c);
+            }
         }
     }
 }

@@ -47,8 +47,9 @@ impl Phase {
 pub struct Conn {
     /// The socket.
     pub stream: Stream,
-    /// Unique per reactor; tells a timer entry for a reused slab slot apart.
-    pub id: u64,
+    /// Unique per reactor (wrapping); tells a timer entry for a reused slab
+    /// slot apart.
+    pub id: u32,
     /// Lifecycle phase (and the protocol state that lives in it).
     pub phase: Phase,
     /// Bytes of an unfinished request head or frame. Empty — and holding no
@@ -66,15 +67,15 @@ pub struct Conn {
     pub last_seen: u32,
     /// Reactor tick when reading was paused for backpressure.
     pub paused_at: u32,
-    /// Tick of this connection's one live timer-wheel entry (u64::MAX: none).
-    pub armed: u64,
+    /// Tick of this connection's one live timer-wheel entry (u32::MAX: none).
+    pub armed: u32,
     /// A keepalive ping is out and unanswered.
     pub ping_sent: bool,
 }
 
 impl Conn {
     /// A connection that has just been accepted.
-    pub fn new(stream: Stream, id: u64) -> Self {
+    pub fn new(stream: Stream, id: u32) -> Self {
         Conn {
             stream,
             id,
@@ -86,7 +87,7 @@ impl Conn {
             pmd: None,
             last_seen: 0,
             paused_at: 0,
-            armed: u64::MAX,
+            armed: u32::MAX,
             ping_sent: false,
         }
     }
@@ -108,5 +109,19 @@ fn phase_name(p: &Phase) -> &'static str {
         Phase::Handshaking(_) => "handshaking",
         Phase::Open(_) => "open",
         Phase::Closing { .. } => "closing",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-connection cost the idle-memory target rests on: a slab slot
+    /// holding this struct, and nothing else while idle.
+    #[test]
+    fn idle_connection_state_fits_in_a_cache_line_pair() {
+        let size = std::mem::size_of::<Conn>();
+        println!("size_of::<Conn>() = {size}, slab slot = {}", std::mem::size_of::<slab::Slab<Conn>>());
+        assert!(size <= 128, "Conn grew to {size} bytes");
     }
 }

@@ -203,7 +203,7 @@ impl Ctx {
     /// `tick`.
     fn arm(&mut self, conn: &mut Conn, key: usize, tick: u32) {
         let at = self.instant_of(tick);
-        if conn.armed == u64::MAX || self.wheel.tick_of(at) < conn.armed {
+        if conn.armed == u32::MAX || self.wheel.tick_of(at) < conn.armed {
             conn.armed = self.wheel.arm(at, key, conn.id);
         }
     }
@@ -228,7 +228,7 @@ pub struct Server {
     drain_deadline: Option<Instant>,
     /// After an accept error (e.g. out of file descriptors), retry then.
     accept_retry: Option<Instant>,
-    next_id: u64,
+    next_id: u32,
 }
 
 impl Server {
@@ -245,6 +245,7 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
         let start = Instant::now();
+        let cfg_max_conns = cfg.max_connections;
         let ctx = Ctx {
             pool: BufPool::new(cfg.write_chunk_size, cfg.max_free_chunks),
             readbuf: vec![0; cfg.read_buffer_size.max(1024)],
@@ -263,7 +264,10 @@ impl Server {
             poll,
             listener: Some(listener),
             local_addr,
-            conns: Slab::new(),
+            // Reserve (virtual) room for every connection this process can
+            // hold, so the slab never doubles: untouched pages cost no RSS,
+            // and each connection's slot is committed as it is first used.
+            conns: Slab::with_capacity(cfg_max_conns.min(fd_soft_limit())),
             ctx,
             ready: VecDeque::new(),
             shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), waker },
@@ -382,7 +386,7 @@ impl Server {
                         continue;
                     }
                     let id = self.next_id;
-                    self.next_id += 1;
+                    self.next_id = self.next_id.wrapping_add(1);
                     entry.insert(Conn::new(stream, id));
                     self.ctx.handshake_timers.push(self.ctx.now, key, id);
                     log::info!("conn {id}: accepted from {peer}");
@@ -455,7 +459,7 @@ impl Server {
             if conn.id != id || conn.armed != tick {
                 continue; // stale: the connection re-armed or the slot was reused
             }
-            conn.armed = u64::MAX;
+            conn.armed = u32::MAX;
             let mut fate = check_conn(conn, &mut self.ctx, key);
             if !matches!(fate, Fate::Drop(_)) {
                 fate = after_output(conn, &mut self.ctx);
@@ -719,7 +723,7 @@ struct ConnSink<'a> {
     stream: &'a mut Stream,
     out: &'a mut OutQueue,
     ctx: &'a mut Ctx,
-    id: u64,
+    id: u32,
 }
 
 impl FrameSink for ConnSink<'_> {
@@ -898,6 +902,16 @@ fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
         }
     }
     Fate::Keep
+}
+
+/// This process's open-file soft limit (a bound on its connections).
+fn fd_soft_limit() -> usize {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return 1024;
+    }
+    rl.rlim_cur.min(1 << 22) as usize
 }
 
 /// Raise this process's open-file soft limit to its hard limit; returns

@@ -16,7 +16,7 @@ pub struct DeadlineQueue {
     /// How long after `push` an entry expires.
     timeout: Duration,
     /// (deadline, slab key, connection id), sorted by deadline.
-    q: VecDeque<(Instant, usize, u64)>,
+    q: VecDeque<(Instant, usize, u32)>,
 }
 
 impl DeadlineQueue {
@@ -26,7 +26,7 @@ impl DeadlineQueue {
     }
 
     /// Arm a deadline for connection (`key`, `id`) starting `now`.
-    pub fn push(&mut self, now: Instant, key: usize, id: u64) {
+    pub fn push(&mut self, now: Instant, key: usize, id: u32) {
         self.q.push_back((now + self.timeout, key, id));
     }
 
@@ -36,7 +36,7 @@ impl DeadlineQueue {
     }
 
     /// Remove and return one entry that has expired by `now`.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<(usize, u64)> {
+    pub fn pop_expired(&mut self, now: Instant) -> Option<(usize, u32)> {
         match self.q.front() {
             Some(&(at, key, id)) if at <= now => {
                 self.q.pop_front();
@@ -59,11 +59,11 @@ impl DeadlineQueue {
 #[derive(Debug)]
 pub struct TimerWheel {
     /// Entries (slab key, connection id, tick) per slot.
-    slots: Vec<Vec<(usize, u64, u64)>>,
+    slots: Vec<Vec<(usize, u32, u32)>>,
     /// When tick 0 began.
     epoch: Instant,
     /// The next tick to process.
-    next_tick: u64,
+    next_tick: u32,
     /// Entries in all slots (live or stale).
     len: usize,
 }
@@ -71,7 +71,7 @@ pub struct TimerWheel {
 impl TimerWheel {
     /// Width of one slot.
     pub const SLOT: Duration = Duration::from_millis(250);
-    const SLOTS: u64 = 512;
+    const SLOTS: u32 = 512;
 
     /// An empty wheel starting at `now`.
     pub fn new(now: Instant) -> Self {
@@ -79,15 +79,15 @@ impl TimerWheel {
     }
 
     /// The tick a deadline falls in (rounded up, never in the past).
-    pub fn tick_of(&self, at: Instant) -> u64 {
+    pub fn tick_of(&self, at: Instant) -> u32 {
         let d = at.saturating_duration_since(self.epoch);
-        let t = d.as_nanos().div_ceil(Self::SLOT.as_nanos()) as u64;
+        let t = d.as_nanos().div_ceil(Self::SLOT.as_nanos()) as u32;
         t.max(self.next_tick)
     }
 
     /// Arm an entry for (`key`, `id`) at `at`; returns the tick to remember.
     /// Deadlines beyond the wheel's span fire early, at its far end.
-    pub fn arm(&mut self, at: Instant, key: usize, id: u64) -> u64 {
+    pub fn arm(&mut self, at: Instant, key: usize, id: u32) -> u32 {
         let tick = self.tick_of(at).min(self.next_tick + Self::SLOTS - 1);
         self.slots[(tick % Self::SLOTS) as usize].push((key, id, tick));
         self.len += 1;
@@ -106,8 +106,8 @@ impl TimerWheel {
     }
 
     /// Move every entry due by `now` into `due` as (key, id, tick).
-    pub fn expire(&mut self, now: Instant, due: &mut Vec<(usize, u64, u64)>) {
-        let now_tick = (now.saturating_duration_since(self.epoch).as_nanos() / Self::SLOT.as_nanos()) as u64;
+    pub fn expire(&mut self, now: Instant, due: &mut Vec<(usize, u32, u32)>) {
+        let now_tick = (now.saturating_duration_since(self.epoch).as_nanos() / Self::SLOT.as_nanos()) as u32;
         while self.next_tick <= now_tick {
             let slot = &mut self.slots[(self.next_tick % Self::SLOTS) as usize];
             let tick = self.next_tick;
