@@ -102,7 +102,7 @@ impl TimerWheel {
         (0..Self::SLOTS)
             .map(|i| self.next_tick + i)
             .find(|t| !self.slots[(t % Self::SLOTS) as usize].is_empty())
-            .map(|t| self.epoch + Self::SLOT * (t as u32))
+            .map(|t| self.epoch + Self::SLOT * t)
     }
 
     /// Move every entry due by `now` into `due` as (key, id, tick).
