@@ -125,7 +125,11 @@ pub struct Conn {
     rx_left: u64,
     rx_pos: usize,
     rx_op: Option<OpCode>,
+    rx_fin: bool,
     rx_ctrl: Vec<u8>,
+    /// Inside a fragmented echo: bytes of the message received so far.
+    in_msg: bool,
+    msg_pos: usize,
     /// We queued a Close.
     pub sent_close: bool,
     /// The server's Close arrived.
@@ -151,7 +155,10 @@ impl Conn {
             rx_left: 0,
             rx_pos: 0,
             rx_op: None,
+            rx_fin: false,
             rx_ctrl: Vec::new(),
+            in_msg: false,
+            msg_pos: 0,
             sent_close: false,
             got_close: false,
         }
@@ -235,7 +242,7 @@ impl Conn {
                 let n = (self.rx_left.min((data.len() - i) as u64)) as usize;
                 let chunk = &data[i..i + n];
                 match self.rx_op {
-                    Some(OpCode::Text) | Some(OpCode::Binary) => {
+                    Some(OpCode::Text) | Some(OpCode::Binary) | Some(OpCode::Continuation) => {
                         if chunk != &sh.payload[self.rx_pos..self.rx_pos + n] {
                             return Err("payload_mismatch");
                         }
@@ -246,7 +253,7 @@ impl Conn {
                 self.rx_pos += n;
                 self.rx_left -= n as u64;
                 if self.rx_left == 0 {
-                    self.finish_frame(&mut ev);
+                    self.finish_frame(sh, &mut ev)?;
                 }
                 continue;
             }
@@ -281,35 +288,55 @@ impl Conn {
                 }
             };
             i += used;
+            // A server may re-fragment an echo (ws-rs splits at 65,535 bytes):
+            // fragments are verified against the payload at their offset.
+            self.rx_pos = 0;
             match hdr.opcode {
-                OpCode::Text | OpCode::Binary => {
-                    if hdr.opcode != sh.opcode {
-                        return Err("wrong_opcode");
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    if hdr.opcode == OpCode::Continuation {
+                        if !self.in_msg {
+                            return Err("unexpected_continuation");
+                        }
+                    } else {
+                        if self.in_msg {
+                            return Err("interleaved_message");
+                        }
+                        if hdr.opcode != sh.opcode {
+                            return Err("wrong_opcode");
+                        }
+                        self.in_msg = true;
+                        self.msg_pos = 0;
                     }
-                    if !hdr.fin {
-                        return Err("fragmented_echo");
-                    }
-                    if hdr.payload_len != sh.payload.len() as u64 {
+                    if hdr.payload_len > (sh.payload.len() - self.msg_pos) as u64 {
                         return Err("wrong_length");
                     }
+                    self.rx_pos = self.msg_pos;
                 }
-                OpCode::Continuation => return Err("unexpected_continuation"),
                 _ => self.rx_ctrl.clear(),
             }
             self.rx_op = Some(hdr.opcode);
+            self.rx_fin = hdr.fin;
             self.rx_left = hdr.payload_len;
-            self.rx_pos = 0;
             if self.rx_left == 0 {
-                self.finish_frame(&mut ev);
+                self.finish_frame(sh, &mut ev)?;
             }
         }
         Ok(())
     }
 
-    fn finish_frame(&mut self, ev: &mut impl FnMut(&mut Conn, RxEvent)) {
+    fn finish_frame(&mut self, sh: &Shared, ev: &mut impl FnMut(&mut Conn, RxEvent)) -> Result<(), &'static str> {
         let op = self.rx_op.take();
         match op {
-            Some(OpCode::Text) | Some(OpCode::Binary) => ev(self, RxEvent::Echo),
+            Some(OpCode::Text) | Some(OpCode::Binary) | Some(OpCode::Continuation) => {
+                self.msg_pos = self.rx_pos;
+                if self.rx_fin {
+                    self.in_msg = false;
+                    if self.msg_pos != sh.payload.len() {
+                        return Err("wrong_length");
+                    }
+                    ev(self, RxEvent::Echo)
+                }
+            }
             Some(OpCode::Close) => {
                 let code =
                     if self.rx_ctrl.len() >= 2 { u16::from_be_bytes([self.rx_ctrl[0], self.rx_ctrl[1]]) } else { 1005 };
@@ -319,6 +346,7 @@ impl Conn {
             Some(OpCode::Ping) => ev(self, RxEvent::Ping),
             _ => {}
         }
+        Ok(())
     }
 
     /// A masked Pong echoing the last Ping's payload.
@@ -368,6 +396,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn fragmented_echo_is_reassembled_and_verified() {
+        let sh = Shared::new(70_000, false, 1, "h", "/echo");
+        let mut stream = Vec::new();
+        let (a, b) = sh.payload.split_at(65_535);
+        wsecho::proto::frame::write_frame(&mut stream, false, 0, sh.opcode, None, a);
+        wsecho::proto::frame::write_frame(&mut stream, true, 0, OpCode::Ping, None, b"p");
+        wsecho::proto::frame::write_frame(&mut stream, true, 0, OpCode::Continuation, None, b);
+        for split in (0..stream.len()).step_by(4999) {
+            let mut c = conn();
+            let mut got = Vec::new();
+            c.consume(&stream[..split], &sh, |_, e| got.push(e)).unwrap();
+            c.consume(&stream[split..], &sh, |_, e| got.push(e)).unwrap();
+            assert_eq!(got, vec![RxEvent::Ping, RxEvent::Echo], "split {split}");
+        }
+        let mut short = Vec::new();
+        wsecho::proto::frame::write_frame(&mut short, false, 0, sh.opcode, None, a);
+        wsecho::proto::frame::write_frame(&mut short, true, 0, OpCode::Continuation, None, &b[..b.len() - 1]);
+        assert_eq!(conn().consume(&short, &sh, |_, _| {}), Err("wrong_length"));
     }
 
     #[test]
