@@ -6,6 +6,8 @@
 //! the server sent right behind its 101 response (they are frames, not
 //! noise).
 
+use crate::proto::deflate::{self, Agreed, CodecPool, PmdCodec};
+use crate::proto::frame::RSV1;
 use crate::proto::frame::{write_frame, OpCode};
 use crate::proto::handshake::{self, accept_key};
 use crate::proto::{Action, HandshakeError, Limits, ProtocolError, Role, Session};
@@ -14,7 +16,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Connection options.
@@ -28,6 +30,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Limits for what the server may send.
     pub limits: Limits,
+    /// Offer permessage-deflate (RFC 7692) unless `extensions` is set; if
+    /// agreed, whole messages we send are compressed and compressed messages
+    /// we receive are inflated.
+    pub compress: bool,
 }
 
 impl Default for ClientOptions {
@@ -37,6 +43,7 @@ impl Default for ClientOptions {
             extensions: None,
             timeout: Duration::from_secs(10),
             limits: Limits::default(),
+            compress: false,
         }
     }
 }
@@ -130,7 +137,9 @@ fn random<const N: usize>() -> [u8; N] {
 /// Sends frames; can be cloned off a [`Client`] to send from another thread.
 #[derive(Debug)]
 pub struct Sender {
-    stream: TcpStream,
+    /// The socket and compressor, shared by every sender of one connection;
+    /// the lock keeps frames from different threads from interleaving.
+    shared: Arc<Mutex<WriteSide>>,
     scratch: Vec<u8>,
     /// Whether a Close frame has gone out on this connection, shared by all
     /// senders of one [`Client`]: a Close sent from another thread must stop
@@ -139,12 +148,43 @@ pub struct Sender {
     close_sent: Arc<AtomicBool>,
 }
 
+/// The writing half of a connection.
+#[derive(Debug)]
+struct WriteSide {
+    stream: TcpStream,
+    /// permessage-deflate compressor state, when negotiated.
+    deflate: Option<(PmdCodec, CodecPool)>,
+}
+
+/// The agreement seen from the client: our compressor follows the
+/// `client_*` parameters, our inflater the `server_*` ones. [`PmdCodec`] is
+/// written from the server's side, so swap them.
+fn mirrored(a: Agreed) -> Agreed {
+    Agreed {
+        server_no_context_takeover: a.client_no_context_takeover,
+        client_no_context_takeover: a.server_no_context_takeover,
+        server_max_window_bits: a.client_max_window_bits,
+        client_max_window_bits: a.server_max_window_bits,
+    }
+}
+
 impl Sender {
-    /// Send one complete frame, masked with a fresh key.
+    /// Send one complete frame, masked with a fresh key. A whole text or
+    /// binary message is compressed if permessage-deflate was agreed.
     pub fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut side = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         self.scratch.clear();
-        write_frame(&mut self.scratch, fin, 0, opcode, Some(random::<4>()), payload);
-        self.stream.write_all(&self.scratch)
+        let whole_data = fin && matches!(opcode, OpCode::Text | OpCode::Binary);
+        match side.deflate.as_mut() {
+            Some((codec, pool)) if whole_data => {
+                let mut packed = Vec::with_capacity(payload.len() / 2 + 64);
+                codec.deflate_into(pool, payload, &mut packed);
+                codec.finish_message(pool, &mut packed);
+                write_frame(&mut self.scratch, true, RSV1, opcode, Some(random::<4>()), &packed);
+            }
+            _ => write_frame(&mut self.scratch, fin, 0, opcode, Some(random::<4>()), payload),
+        }
+        side.stream.write_all(&self.scratch)
     }
 
     /// Send a text message.
@@ -173,7 +213,8 @@ impl Sender {
 
     /// Send raw bytes as they are (for tests of malformed input).
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        let mut side = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        side.stream.write_all(bytes)
     }
 }
 
@@ -182,6 +223,8 @@ impl Sender {
 pub struct Client {
     reader: TcpStream,
     sender: Sender,
+    /// permessage-deflate inflater, when negotiated.
+    inflate: Option<(PmdCodec, CodecPool)>,
     session: Session,
     limits: Limits,
     /// Received bytes not yet decoded.
@@ -218,7 +261,8 @@ impl Client {
         stream.set_read_timeout(Some(opts.timeout))?;
         let key = base64::engine::general_purpose::STANDARD.encode(random::<16>());
         let mut req = Vec::new();
-        handshake::write_request(&mut req, host, path, &key, &opts.protocols, opts.extensions.as_deref());
+        let offer = opts.extensions.as_deref().or(opts.compress.then(deflate::client_offer));
+        handshake::write_request(&mut req, host, path, &key, &opts.protocols, offer);
         stream.write_all(&req)?;
         let mut buf = Vec::new();
         let mut tmp = [0u8; 4096];
@@ -251,10 +295,31 @@ impl Client {
         buf.drain(..resp.head_len);
         stream.set_read_timeout(None)?;
         let writer = stream.try_clone()?;
+        let mut session = Session::new(Role::Client);
+        let agreed = resp.extensions.as_deref().and_then(deflate::client_agreed);
+        if opts.compress && resp.extensions.is_some() && agreed.is_none() {
+            return Err(ClientError::Handshake(HandshakeError {
+                status: 101,
+                reason: "server answered with an extension we did not offer or cannot use",
+            }));
+        }
+        let (inflate, deflate) = match agreed {
+            Some(a) => {
+                session.set_rsv_allowed(RSV1);
+                let a = mirrored(a);
+                (Some(PmdCodec::new(a)), Some((PmdCodec::new(a), CodecPool::new(6, 2))))
+            }
+            None => (None, None),
+        };
         Ok(Client {
             reader: stream,
-            sender: Sender { stream: writer, scratch: Vec::new(), close_sent: Arc::new(AtomicBool::new(false)) },
-            session: Session::new(Role::Client),
+            sender: Sender {
+                shared: Arc::new(Mutex::new(WriteSide { stream: writer, deflate })),
+                scratch: Vec::new(),
+                close_sent: Arc::new(AtomicBool::new(false)),
+            },
+            inflate: inflate.map(|c| (c, CodecPool::new(6, 2))),
+            session,
             limits: opts.limits,
             buf,
             msg: Vec::new(),
@@ -282,7 +347,7 @@ impl Client {
     /// A second sending half for another thread.
     pub fn try_clone_sender(&self) -> io::Result<Sender> {
         Ok(Sender {
-            stream: self.sender.stream.try_clone()?,
+            shared: Arc::clone(&self.sender.shared),
             scratch: Vec::new(),
             close_sent: Arc::clone(&self.sender.close_sent),
         })
@@ -320,11 +385,24 @@ impl Client {
                 Ok(Some((action, used))) => {
                     let out = match action {
                         Action::Data { opcode, fin, payload, .. } => {
-                            if opcode != OpCode::Continuation {
+                            let first = opcode != OpCode::Continuation;
+                            if first {
                                 self.msg.clear();
                                 self.msg_text = opcode == OpCode::Text;
                             }
-                            self.msg.extend_from_slice(&self.buf[payload]);
+                            match (self.session.msg_compressed(), self.inflate.as_mut()) {
+                                (Some(text), Some((codec, pool))) => {
+                                    let max = self.limits.max_message;
+                                    let data = &self.buf[payload];
+                                    if let Err(e) =
+                                        codec.on_frame(pool, data, first, text, fin, max, None, Some(&mut self.msg))
+                                    {
+                                        let _ = self.sender.send_close(e.close_code().0, "");
+                                        return Err(ClientError::Protocol(e));
+                                    }
+                                }
+                                _ => self.msg.extend_from_slice(&self.buf[payload]),
+                            }
                             if fin {
                                 let data = std::mem::take(&mut self.msg);
                                 Some(if self.msg_text {

@@ -165,3 +165,93 @@ fn pipelined_messages_come_back_in_order() {
         assert_eq!((op, p), (OpCode::Binary, i.to_be_bytes().to_vec()));
     }
 }
+
+mod permessage_deflate {
+    use super::*;
+    use wsecho::client::{Client, ClientOptions};
+    use wsecho::proto::deflate::{CompressionMode, DeflateConfig};
+
+    fn roundtrip(mode: CompressionMode) {
+        let cfg = Config { deflate: DeflateConfig { mode, ..DeflateConfig::default() }, ..Config::default() };
+        let server = TestServer::start_with(cfg);
+        let opts = ClientOptions { compress: true, ..Default::default() };
+        let mut c = Client::connect(&server.url(), &opts).unwrap();
+        let ext = c.extensions().map(str::to_owned);
+        match mode {
+            CompressionMode::Off => assert_eq!(ext, None),
+            _ => assert!(ext.as_deref().unwrap().starts_with("permessage-deflate")),
+        }
+        for i in 0..20 {
+            let json = format!("{{\"id\":{i},\"items\":[{}]}}", "{\"name\":\"wsecho\",\"ok\":true},".repeat(i * 10));
+            c.send_text(&json).unwrap();
+            assert_eq!(c.recv().unwrap(), Message::Text(json));
+            let bin: Vec<u8> = (0..i * 1000).map(|j| (j % 7) as u8).collect();
+            c.send_binary(&bin).unwrap();
+            assert_eq!(c.recv().unwrap(), Message::Binary(bin));
+        }
+        // Uncompressed messages on a compressed connection come back as sent.
+        c.sender().send_frame(true, OpCode::Text, b"plain").unwrap();
+        assert_eq!(c.recv().unwrap(), Message::Text("plain".into()));
+    }
+
+    #[test]
+    fn rfc7692_round_trip_without_context_takeover() {
+        roundtrip(CompressionMode::NoContextTakeover);
+    }
+
+    #[test]
+    fn rfc7692_round_trip_with_context_takeover() {
+        roundtrip(CompressionMode::ContextTakeover);
+    }
+
+    #[test]
+    fn rfc7692_compression_off_declines_the_offer() {
+        roundtrip(CompressionMode::Off);
+    }
+
+    #[test]
+    fn rfc7692_rsv1_without_negotiation_closes_1002() {
+        let server = TestServer::start();
+        let mut s = server.upgraded();
+        let mut f = masked_frame(true, OpCode::Text, b"x");
+        f[0] |= 0x40;
+        s.write_all(&f).unwrap();
+        assert_eq!(expect_close(&mut s), 1002);
+    }
+
+    #[test]
+    fn rfc7692_zip_bomb_closes_1009_with_bounded_memory() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let cfg = Config {
+            limits: wsecho::proto::Limits { max_message: 1 << 20, ..Default::default() },
+            ..Config::default()
+        };
+        let server = TestServer::start_with(cfg);
+        let mut s = server.raw();
+        let req = upgrade_request("dGhlIHNhbXBsZSBub25jZQ==")
+            .replace("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(head.contains("permessage-deflate"), "{head}");
+        // 8 MiB of zeros deflate to ~8 KiB.
+        let mut c = Compress::new_with_window_bits(Compression::best(), false, 15);
+        let zeros = vec![0u8; 8 << 20];
+        let mut wire = Vec::with_capacity(1 << 20);
+        c.compress_vec(&zeros, &mut wire, FlushCompress::Sync).unwrap();
+        let mut f = masked_frame(true, OpCode::Binary, &wire);
+        f[0] |= 0x40;
+        s.write_all(&f).unwrap();
+        assert_eq!(expect_close(&mut s), 1009);
+    }
+
+    #[test]
+    fn rfc7692_malformed_extension_header_is_400() {
+        let server = TestServer::start();
+        let mut s = server.raw();
+        let req = upgrade_request("dGhlIHNhbXBsZSBub25jZQ==")
+            .replace("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate; a=\"x\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let resp = read_to_end(&mut s);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    }
+}

@@ -71,6 +71,10 @@ struct Args {
     /// Seconds allowed for the TCP connect and the upgrade.
     #[arg(long, default_value_t = 10.0, value_parser = parse_interval)]
     connect_timeout: f64,
+    /// Offer permessage-deflate (RFC 7692); if the server agrees, messages
+    /// are sent compressed.
+    #[arg(long)]
+    compress: bool,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -86,6 +90,7 @@ fn main() {
     let opts = ClientOptions {
         protocols: args.subprotocols.clone(),
         timeout: Duration::from_secs_f64(args.connect_timeout),
+        compress: args.compress,
         ..ClientOptions::default()
     };
     let code = match &args.autobahn {
