@@ -103,11 +103,10 @@ fn whole(input: &[u8], out: &mut Vec<u8>) -> (usize, usize, usize) {
     let mut session = Session::new(Role::Server);
     let mut buf = input.to_vec();
     out.clear();
-    let counts = counted(|| {
+    counted(|| {
         let r = echo_frames(&mut session, &mut buf, &limits, out, None).unwrap();
         assert_eq!((r.consumed, r.end), (input.len(), None));
-    });
-    counts
+    })
 }
 
 /// Echo `input` arriving in `READ`-byte reads, keeping the unfinished frame
