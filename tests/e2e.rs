@@ -32,3 +32,11 @@ fn browser_home_page_in_headless_chromium() {
 fn autobahn_fuzzingclient_against_the_server() {
     run_script("autobahn/run-server.sh", &["--bin", env!("CARGO_BIN_EXE_wsecho")]);
 }
+
+#[test]
+#[ignore = "needs the Autobahn TestSuite; run via tests/run.sh"]
+fn autobahn_fuzzingserver_against_the_client() {
+    // The client offers permessage-deflate so groups 12/13 exercise it.
+    let cmd = format!("'{}' --autobahn \"$URL\" --compress", env!("CARGO_BIN_EXE_wsecho-client"));
+    run_script("autobahn/run-client.sh", &["--client-cmd", &cmd]);
+}
