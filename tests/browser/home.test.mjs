@@ -61,10 +61,12 @@ function instrumentWebSocket() {
   const Native = window.WebSocket;
   window.__wsCreated = 0;
   window.__wsCloses = [];
+  window.__wsExtensions = [];
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
       window.__wsCreated++;
+      this.addEventListener('open', () => window.__wsExtensions.push(this.extensions));
       this.addEventListener('close', (e) => {
         window.__wsCloses.push({ code: e.code, reason: e.reason, wasClean: e.wasClean });
       });
@@ -148,6 +150,16 @@ async function main() {
     await sleep(200);
     check(await page.evaluate(() => window.__wsCreated) === 1, 'Open while open creates no 2nd socket');
     check((await lines()).length === base, 'Open while open prints nothing', show((await lines()).slice(base)));
+    // The server compresses by default and Chromium offers permessage-deflate,
+    // so everything below runs compressed (WSECHO_EXPECT_COMPRESSION=0 for a
+    // server started with --compression off).
+    const exts = await page.evaluate(() => window.__wsExtensions);
+    if (process.env.WSECHO_EXPECT_COMPRESSION !== '0') {
+      check(String(exts[0] || '').startsWith('permessage-deflate'), 'Chromium negotiated permessage-deflate',
+        JSON.stringify(exts));
+    } else {
+      check(exts[0] === '', 'no extension negotiated', JSON.stringify(exts));
+    }
 
     // --- echo: default, Unicode, 70,000 chars, HTML-looking -------------------
     async function echo(text, label) {
