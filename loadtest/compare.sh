@@ -6,6 +6,9 @@
 #   loadtest/compare.sh --quick    # 1 short round, ~2 minutes
 #   loadtest/compare.sh --full     # idle RSS at 19,000 connections (2 swarm processes)
 #   options: --rounds N  --duration S  --warmup S  --servers "wsecho fastwebsockets ..."
+#            --nice N (run server and swarm at this nice level, e.g. -10 on a busy machine)
+#            --rt (run server and swarm SCHED_FIFO 10 via chrt, so wakeups are not delayed by
+#                  other load; the kernel's RT throttle still leaves others >= 5%)
 #
 # Server pinned to CPU 0, swarm to CPU 1 (taskset). Rounds are interleaved
 # (A B C D A B C D ...) and each figure is the median over rounds. Server CPU
@@ -20,8 +23,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-ROUNDS=3 DUR=5 WARM=1 IDLE_N=10000 IDLE_PROCS=1 HS_CONC=32 QUICK=0 FULL=0
+ROUNDS=3 DUR=5 WARM=1 IDLE_N=10000 IDLE_PROCS=1 HS_CONC=32 QUICK=0 FULL=0 NICE=0 SCHED=""
 SERVERS="wsecho fastwebsockets tokio-tungstenite ws-rs"
+CMDLINE="loadtest/compare.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; ROUNDS=1; DUR=3; WARM=1; IDLE_N=5000 ;;
@@ -30,13 +34,13 @@ while [ $# -gt 0 ]; do
         --duration) DUR=$2; shift ;;
         --warmup) WARM=$2; shift ;;
         --servers) SERVERS=$2; shift ;;
+        --nice) NICE=$2; shift ;;
+        --rt) SCHED="chrt -f 10" ;;
         -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
-CMDLINE="loadtest/compare.sh $*"
-[ "$QUICK" = 1 ] && CMDLINE="$CMDLINE (quick)"
 
 ulimit -n "$(ulimit -Hn)"
 echo "open-file limit: $(ulimit -n) (hard $(ulimit -Hn))"
@@ -67,7 +71,7 @@ SPID=""
 start_server() { # name -> sets SPID, PORT
     PORT=$((PORT + 1))
     # shellcheck disable=SC2046
-    taskset -c 0 $(server_cmd "$1" "$PORT") >"$RUNS/server-$1.log" 2>&1 &
+    $SCHED nice -n "$NICE" taskset -c 0 $(server_cmd "$1" "$PORT") >"$RUNS/server-$1.log" 2>&1 &
     SPID=$!
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
@@ -107,7 +111,7 @@ for round in $(seq 1 "$ROUNDS"); do
             start_server "$s"
             out="$RUNS/$s.$name.$round.json"
             # shellcheck disable=SC2086
-            if ! timeout 120 taskset -c 1 "$LT" $args --target "ws://127.0.0.1:$PORT$(server_path "$s")" \
+            if ! timeout 120 $SCHED nice -n "$NICE" taskset -c 1 "$LT" $args --target "ws://127.0.0.1:$PORT$(server_path "$s")" \
                 --server-pid "$SPID" --json --quiet >"$out.raw" 2>"$RUNS/$s.$name.$round.err"; then
                 echo "  ($s $name round $round: swarm exited non-zero, see $RUNS)" >&2
             fi
@@ -133,6 +137,7 @@ peer_version() { # crate name in a peer's Cargo.lock
     [ -f "$lock" ] && awk -v n="$2" '$0=="name = \""n"\"" {getline; gsub(/version = |"/,""); print; exit}' "$lock"
 }
 VERSIONS="fastwebsockets $(peer_version fastwebsockets fastwebsockets), hyper $(peer_version fastwebsockets hyper), tokio $(peer_version fastwebsockets tokio); tokio-tungstenite $(peer_version tokio-tungstenite tokio-tungstenite); ws $(peer_version ws-rs ws)"
+WSECHO_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src/ changes')"
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 
 python3 - "$RUNS" "$ROOT/loadtest/results.md" <<PYEOF
@@ -223,8 +228,9 @@ if errs:
 md = []
 md.append("# wsecho vs peers: loopback echo benchmark\n")
 md.append("Produced by \`$CMDLINE\` on $(date -u '+%Y-%m-%d %H:%M UTC') in $((T_END - T_START)) s.\n")
+md.append("- wsecho: git $WSECHO_REV")
 md.append("- Machine: $(nproc) CPUs, $CPU_MODEL, Linux $(uname -r); load average before/after: $LOAD_BEFORE / $LOAD_AFTER")
-md.append("- Server pinned to CPU 0, swarm (\`wsecho-loadtest\`) to CPU 1; $ROUNDS round(s), interleaved; each figure is the median over rounds")
+md.append("- Server pinned to CPU 0, swarm (\`wsecho-loadtest\`) to CPU 1, both at nice $NICE${SCHED:+ under $SCHED (SCHED_FIFO)}; $ROUNDS round(s), interleaved; each figure is the median over rounds")
 md.append("- Echo windows: ${WARM} s warm-up then ${DUR} s measured; binary frames; every echo verified byte for byte")
 md.append("- Server CPU = utime+stime (/proc/PID/stat, 10 ms ticks) over the measured window ÷ messages (or handshakes) in it")
 md.append("- Idle RSS = (VmRSS after $IDLE_N connections are open and 1 s settled − VmRSS before) ÷ connections")
