@@ -18,6 +18,23 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The fd count once it has stopped changing (the server closes its side of
+/// a finished connection asynchronously).
+fn settled_fds() -> usize {
+    let mut last = open_fds();
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stable_since.elapsed() < Duration::from_millis(300) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = open_fds();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+    last
+}
+
 /// Close with RST instead of FIN (SO_LINGER with a zero timeout).
 fn reset(s: std::net::TcpStream) {
     let lg = libc::linger { l_onoff: 1, l_linger: 0 };
@@ -38,7 +55,7 @@ fn reset(s: std::net::TcpStream) {
 fn five_thousand_connect_reset_cycles_leave_the_fd_count_unchanged() {
     let server = TestServer::start();
     served(&server);
-    let before = open_fds();
+    let before = settled_fds();
     for i in 0..5000 {
         let mut s = server.raw();
         if i % 2 == 0 {
