@@ -39,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
         at += n;
     }
     assert_eq!(pieces, reference, "piecewise masking differs");
-    assert_eq!(p, ref_phase);
+    // `p` is the raw starting phase if there were no pieces (empty payload).
+    assert_eq!(p & 3, ref_phase);
 
     apply_mask(&mut whole[offset..], key, phase);
     assert_eq!(&whole[offset..], payload, "masking is not an involution");
