@@ -228,6 +228,9 @@ pub struct Server {
     drain_deadline: Option<Instant>,
     /// After an accept error (e.g. out of file descriptors), retry then.
     accept_retry: Option<Instant>,
+    /// Whether accepted sockets inherit TCP_NODELAY from the listener
+    /// (learned from the first one).
+    nodelay_inherited: Option<bool>,
     next_id: u32,
 }
 
@@ -240,6 +243,7 @@ impl Server {
     /// Build a reactor around an already bound listener (e.g. one of several
     /// `SO_REUSEPORT` listeners).
     pub fn from_listener(mut listener: TcpListener, cfg: Config) -> std::io::Result<Server> {
+        set_listener_nodelay(&listener);
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -273,6 +277,7 @@ impl Server {
             shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), waker },
             drain_deadline: None,
             accept_retry: None,
+            nodelay_inherited: None,
             next_id: 1,
         })
     }
@@ -383,8 +388,14 @@ impl Server {
                         let _ = io::write_now(&mut stream, &resp, &[]);
                         continue;
                     }
-                    if let Err(e) = stream.set_nodelay(true) {
-                        log::debug!("{peer}: TCP_NODELAY: {e}");
+                    // Linux copies TCP_NODELAY from the listener to accepted
+                    // sockets; check that once, and only set it per socket
+                    // where it is not inherited.
+                    let inherited = *self.nodelay_inherited.get_or_insert_with(|| stream.nodelay().unwrap_or(false));
+                    if !inherited {
+                        if let Err(e) = stream.set_nodelay(true) {
+                            log::debug!("{peer}: TCP_NODELAY: {e}");
+                        }
                     }
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -927,6 +938,26 @@ fn after_output(conn: &mut Conn, _ctx: &mut Ctx) -> Fate {
         }
     }
     Fate::Keep
+}
+
+/// Set TCP_NODELAY on the listening socket so accepted sockets inherit it
+/// (echo latency must not wait for Nagle). Best effort.
+fn set_listener_nodelay(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket fd with a correctly sized int.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("TCP_NODELAY on the listener: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// This process's open-file soft limit (a bound on its connections).
