@@ -368,6 +368,8 @@ pub struct PmdCodec {
     passthrough: bool,
     /// Scratch for inflated bytes being re-compressed.
     plain: Vec<u8>,
+    /// The message in progress ended its deflate stream with a BFINAL block.
+    stream_ended: bool,
 }
 
 impl PmdCodec {
@@ -386,6 +388,7 @@ impl PmdCodec {
             utf8: Utf8Validator::new(),
             passthrough,
             plain: Vec::new(),
+            stream_ended: false,
         }
     }
 
@@ -418,6 +421,7 @@ impl PmdCodec {
         mut plain_out: Option<&mut Vec<u8>>,
     ) -> Result<(), ProtocolError> {
         if first {
+            self.stream_ended = false;
             self.inflated = 0;
             self.text = text;
             self.utf8 = Utf8Validator::new();
@@ -451,16 +455,25 @@ impl PmdCodec {
         plain_out: &mut Option<&mut Vec<u8>>,
         pool: &mut CodecPool,
     ) -> Result<(), ProtocolError> {
+        if self.stream_ended && !payload.is_empty() {
+            // RFC 7692 §7.2.3.4 lets a message end its data with a BFINAL
+            // block; nothing of that message may follow it.
+            return Err(ProtocolError::BadCompressedData);
+        }
         let inputs: [&[u8]; 2] = [payload, if fin { &TAIL } else { &[] }];
         let mut plain = std::mem::take(&mut self.plain);
-        for mut input in inputs {
-            while !input.is_empty() {
+        for (idx, mut input) in inputs.into_iter().enumerate() {
+            while !input.is_empty() && !self.stream_ended {
                 plain.clear();
                 plain.reserve(STEP);
                 let before = d.total_in();
-                let status = d
-                    .decompress_vec(input, &mut plain, FlushDecompress::Sync)
-                    .map_err(|_| ProtocolError::BadCompressedData)?;
+                let status = match d.decompress_vec(input, &mut plain, FlushDecompress::Sync) {
+                    Ok(st) => st,
+                    Err(_) => {
+                        self.plain = plain;
+                        return Err(ProtocolError::BadCompressedData);
+                    }
+                };
                 let used = (d.total_in() - before) as usize;
                 input = &input[used..];
                 self.inflated += plain.len() as u64;
@@ -478,15 +491,42 @@ impl PmdCodec {
                 if let Some(out) = plain_out.as_deref_mut() {
                     out.extend_from_slice(&plain);
                 }
-                if used == 0 && plain.is_empty() {
-                    // No progress: the stream ended early or is stuck.
-                    if status == Status::StreamEnd {
-                        break;
+                if status == Status::StreamEnd {
+                    // A BFINAL block ended the deflate stream. Payload bytes
+                    // after it are an error; the appended tail is not.
+                    if idx == 0 && !input.is_empty() {
+                        self.plain = plain;
+                        return Err(ProtocolError::BadCompressedData);
                     }
+                    self.stream_ended = true;
+                    break;
+                }
+                if used == 0 && plain.is_empty() {
+                    // No progress on non-empty input: the stream is stuck.
                     self.plain = plain;
                     return Err(ProtocolError::BadCompressedData);
                 }
             }
+        }
+        if self.stream_ended {
+            // The stream is over: the next message starts a fresh one (with
+            // an empty window), whatever the context-takeover agreement.
+            d.reset(false);
+            if fin {
+                self.stream_ended = false;
+                if self.text && self.utf8.finish().is_err() {
+                    self.plain = plain;
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                if let Some(out) = recompress.as_deref_mut() {
+                    self.finish_message(pool, out);
+                }
+            }
+            plain.clear();
+            if plain.capacity() <= STEP && !fin {
+                self.plain = plain;
+            }
+            return Ok(());
         }
         // Drain output still buffered inside the inflater.
         loop {
@@ -725,6 +765,26 @@ mod tests {
         let err = server.on_frame(&mut pool, &wire, true, false, true, 1 << 20, None, None).unwrap_err();
         assert_eq!(err, ProtocolError::MessageTooBig);
         assert!(server.plain.capacity() <= 2 * STEP, "scratch stayed small");
+    }
+
+    #[test]
+    fn bfinal_block_ends_the_message_and_the_next_one_still_inflates() {
+        // Raw deflate of "Hello" in one BFINAL=1 fixed-Huffman block, as
+        // RFC 7692 §7.2.3.4 allows; found by fuzzing (helper report).
+        let msg1 = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        for nct in [false, true] {
+            let mut pool = CodecPool::new(1, 4);
+            let mut server = PmdCodec::new(agreed(nct));
+            for _ in 0..3 {
+                let mut plain = Vec::new();
+                server.on_frame(&mut pool, &msg1, true, true, true, 1 << 20, None, Some(&mut plain)).unwrap();
+                assert_eq!(plain, b"Hello", "nct={nct}");
+            }
+            let mut trailing = msg1.to_vec();
+            trailing.extend_from_slice(&[0xde, 0xad]);
+            let err = server.on_frame(&mut pool, &trailing, true, true, true, 1 << 20, None, None).unwrap_err();
+            assert_eq!(err, ProtocolError::BadCompressedData);
+        }
     }
 
     #[test]
