@@ -4,15 +4,7 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use wsecho::client::Message;
-
-fn served(server: &TestServer) {
-    let mut c = server.client();
-    c.send_text("still served").unwrap();
-    assert_eq!(c.recv().unwrap(), Message::Text("still served".into()));
-}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -33,22 +25,6 @@ fn settled_fds() -> usize {
         }
     }
     last
-}
-
-/// Close with RST instead of FIN (SO_LINGER with a zero timeout).
-fn reset(s: std::net::TcpStream) {
-    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on a valid fd with a correctly sized struct.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &lg as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as u32,
-        );
-    }
-    drop(s);
 }
 
 #[test]

@@ -4,14 +4,7 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use wsecho::client::Message;
 use wsecho::proto::frame::OpCode;
-
-fn served(server: &TestServer) {
-    let mut c = server.client();
-    c.send_text("still served").unwrap();
-    assert_eq!(c.recv().unwrap(), Message::Text("still served".into()));
-}
 
 #[test]
 fn flood_of_one_byte_fragments_hits_the_fragment_limit_with_1009() {

@@ -5,33 +5,10 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use wsecho::client::Message;
 use wsecho::proto::frame::OpCode;
 use wsecho::server::Config;
-
-/// Close with RST instead of FIN (SO_LINGER with a zero timeout).
-fn reset(s: std::net::TcpStream) {
-    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on a valid fd with a correctly sized struct.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &lg as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as u32,
-        );
-    }
-    drop(s);
-}
-
-fn served(server: &TestServer) {
-    let mut c = server.client();
-    c.send_text("still served").unwrap();
-    assert_eq!(c.recv().unwrap(), Message::Text("still served".into()));
-}
 
 #[test]
 fn over_max_connections_gets_503_and_others_stay_served() {

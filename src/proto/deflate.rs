@@ -476,20 +476,9 @@ impl PmdCodec {
                 };
                 let used = (d.total_in() - before) as usize;
                 input = &input[used..];
-                self.inflated += plain.len() as u64;
-                if self.inflated > max_message {
+                if let Err(e) = self.take_inflated(&plain, max_message, recompress, plain_out, pool) {
                     self.plain = plain;
-                    return Err(ProtocolError::MessageTooBig);
-                }
-                if self.text && self.utf8.push(&plain).is_err() {
-                    self.plain = plain;
-                    return Err(ProtocolError::InvalidUtf8);
-                }
-                if let Some(out) = recompress.as_deref_mut() {
-                    self.deflate_into(pool, &plain, out);
-                }
-                if let Some(out) = plain_out.as_deref_mut() {
-                    out.extend_from_slice(&plain);
+                    return Err(e);
                 }
                 if status == Status::StreamEnd {
                     // A BFINAL block ended the deflate stream. Payload bytes
@@ -536,20 +525,9 @@ impl PmdCodec {
             if plain.is_empty() {
                 break;
             }
-            self.inflated += plain.len() as u64;
-            if self.inflated > max_message {
+            if let Err(e) = self.take_inflated(&plain, max_message, recompress, plain_out, pool) {
                 self.plain = plain;
-                return Err(ProtocolError::MessageTooBig);
-            }
-            if self.text && self.utf8.push(&plain).is_err() {
-                self.plain = plain;
-                return Err(ProtocolError::InvalidUtf8);
-            }
-            if let Some(out) = recompress.as_deref_mut() {
-                self.deflate_into(pool, &plain, out);
-            }
-            if let Some(out) = plain_out.as_deref_mut() {
-                out.extend_from_slice(&plain);
+                return Err(e);
             }
         }
         if fin && self.text && self.utf8.finish().is_err() {
@@ -565,6 +543,32 @@ impl PmdCodec {
         plain.clear();
         if plain.capacity() <= STEP && !fin {
             self.plain = plain;
+        }
+        Ok(())
+    }
+
+    /// Account for one step of inflated output — the message limit, then
+    /// UTF-8 — and hand it on to the re-compressor and/or the caller.
+    fn take_inflated(
+        &mut self,
+        plain: &[u8],
+        max_message: u64,
+        recompress: &mut Option<&mut Vec<u8>>,
+        plain_out: &mut Option<&mut Vec<u8>>,
+        pool: &mut CodecPool,
+    ) -> Result<(), ProtocolError> {
+        self.inflated += plain.len() as u64;
+        if self.inflated > max_message {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        if self.text && self.utf8.push(plain).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        if let Some(out) = recompress.as_deref_mut() {
+            self.deflate_into(pool, plain, out);
+        }
+        if let Some(out) = plain_out.as_deref_mut() {
+            out.extend_from_slice(plain);
         }
         Ok(())
     }

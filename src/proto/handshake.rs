@@ -257,6 +257,16 @@ pub fn push_header_value(out: &mut Vec<u8>, value: &[u8]) {
     out.extend(value.iter().map(|&b| if b <= 31 { b' ' } else { b }));
 }
 
+/// Append `name: value` lines, both sanitised.
+fn push_headers(out: &mut Vec<u8>, headers: &[(&str, &str)]) {
+    for (name, value) in headers {
+        push_header_value(out, name.as_bytes());
+        out.extend_from_slice(b": ");
+        push_header_value(out, value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Append a `101 Switching Protocols` response for `up`; `extension` is the
 /// negotiated `Sec-WebSocket-Extensions` value, `extra` more headers.
 pub fn write_switching(
@@ -281,12 +291,7 @@ pub fn write_switching(
         push_header_value(out, ext.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in extra {
-        push_header_value(out, name.as_bytes());
-        out.extend_from_slice(b": ");
-        push_header_value(out, value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    push_headers(out, extra);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -314,12 +319,7 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, content_type: &str, extra:
         status_text(status),
         body.len()
     );
-    for (name, value) in extra {
-        push_header_value(out, name.as_bytes());
-        out.extend_from_slice(b": ");
-        push_header_value(out, value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    push_headers(out, extra);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
 }

@@ -4,9 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wsecho::client::{Client, ClientOptions};
+use wsecho::client::{Client, ClientOptions, Message};
 use wsecho::proto::frame::{write_frame, FrameHeader, OpCode};
 use wsecho::proto::Role;
 use wsecho::server::{Config, Server, ShutdownHandle};
@@ -153,4 +154,27 @@ pub fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Another client still gets its echo.
+pub fn served(server: &TestServer) {
+    let mut c = server.client();
+    c.send_text("still served").unwrap();
+    assert_eq!(c.recv().unwrap(), Message::Text("still served".into()));
+}
+
+/// Close with RST instead of FIN (SO_LINGER with a zero timeout).
+pub fn reset(s: std::net::TcpStream) {
+    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a valid fd with a correctly sized struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &lg as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    drop(s);
 }
