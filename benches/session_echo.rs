@@ -69,7 +69,7 @@ fn bench_many_small(c: &mut Criterion) {
     let mut g = c.benchmark_group("echo_1000_frames_20B");
     g.throughput(Throughput::Elements(FRAMES as u64));
     for (name, opcode) in [("binary", OpCode::Binary), ("text", OpCode::Text)] {
-        let payloads: Vec<Vec<u8>> = (0..FRAMES).map(|i| format!("message {i:>12} ").into_bytes()).collect();
+        let payloads: Vec<Vec<u8>> = (0..FRAMES).map(|i| format!("msg {i:>15} ").into_bytes()).collect();
         assert!(payloads.iter().all(|p| p.len() == 20));
         let (input, expect) = build(opcode, &payloads);
         check(&input, &expect, &limits);
