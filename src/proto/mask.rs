@@ -21,7 +21,8 @@ fn rotate(key: [u8; 4], phase: usize) -> [u8; 4] {
 /// XOR `buf` with `key` repeated, from key index 0. For short buffers.
 #[inline]
 fn xor_short(buf: &mut [u8], key: [u8; 4]) {
-    let k8 = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    // The key twice, in either byte order: the two halves are identical.
+    let k8 = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
     let mut words = buf.chunks_exact_mut(8);
     for w in &mut words {
         let v = u64::from_ne_bytes((&*w).try_into().expect("8 bytes")) ^ k8;
