@@ -2,11 +2,125 @@
 //! write, and an incremental frame reader that verifies echoes as they
 //! stream in (no per-connection copy of the payload is ever kept).
 
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use wsecho::proto::deflate::TAIL;
 use wsecho::proto::frame::FrameHeader;
 use wsecho::proto::{OpCode, Role, MAX_HEADER_LEN};
+
+/// RSV1: the "compressed" bit of permessage-deflate (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
+
+/// What the payload bytes look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// `abc...z` (text) or a byte ramp (binary): cheap, compresses absurdly well.
+    Pattern,
+    /// JSON-like records (`{"id":..,"user":..,"action":..,"items":[..]}`):
+    /// realistic text for measuring compression.
+    Json,
+}
+
+/// How the swarm sends and checks messages.
+#[derive(Debug, Clone, Copy)]
+pub struct MsgSpec {
+    /// Uncompressed payload bytes.
+    pub size: usize,
+    /// Text frames (else binary).
+    pub text: bool,
+    /// Payload content.
+    pub kind: PayloadKind,
+    /// Offer permessage-deflate and send every message compressed at this
+    /// zlib level (raw deflate, window 15, no context between messages).
+    pub compress: Option<u32>,
+}
+
+/// `size` bytes of JSON: records in an array, padded with spaces before the
+/// closing bracket to the exact length (still valid JSON for size >= 2).
+/// Deterministic pseudo-random field values, so it compresses like real
+/// traffic rather than like a repeated string.
+pub fn json_payload(size: usize) -> Vec<u8> {
+    const USERS: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+    const ACTIONS: [&str; 6] = ["update", "create", "delete", "view", "share", "comment"];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::with_capacity(size + 128);
+    out.push(b'[');
+    let mut id = 1000u64;
+    loop {
+        let r = next();
+        id += 1 + r % 7;
+        let mut rec = format!(
+            "{{\"id\":{id},\"user\":\"{}\",\"action\":\"{}\",\"ts\":{},\"items\":[",
+            USERS[(r >> 8) as usize % USERS.len()],
+            ACTIONS[(r >> 16) as usize % ACTIONS.len()],
+            1_700_000_000 + (r >> 24) % 10_000_000
+        );
+        let n = 1 + (r >> 40) % 4;
+        for j in 0..n {
+            let v = next();
+            if j > 0 {
+                rec.push(',');
+            }
+            rec.push_str(&format!("{{\"sku\":\"A{:05}\",\"qty\":{}}}", v % 100_000, 1 + (v >> 20) % 9));
+        }
+        rec.push_str("]}");
+        let sep = usize::from(out.len() > 1);
+        if out.len() + sep + rec.len() + 1 > size {
+            break;
+        }
+        if sep == 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(rec.as_bytes());
+    }
+    if size < 2 {
+        out.clear();
+        out.resize(size, b' ');
+        return out;
+    }
+    out.resize(size - 1, b' ');
+    out.push(b']');
+    out
+}
+
+/// Compress `plain` as one permessage-deflate message: raw deflate, window
+/// 15, a fresh compressor, sync flush, the trailing `00 00 ff ff` removed
+/// (RFC 7692 §7.2.1). A message compressed this way needs no context, so it
+/// is valid whatever context-takeover the server agreed for the client.
+pub fn deflate_message(plain: &[u8], level: u32) -> Vec<u8> {
+    let mut c = Compress::new_with_window_bits(Compression::new(level.min(9)), false, 15);
+    let mut out = Vec::with_capacity(plain.len() / 2 + 64);
+    let mut input = plain;
+    while !input.is_empty() {
+        out.reserve(input.len() / 2 + 64);
+        let before = c.total_in();
+        c.compress_vec(input, &mut out, FlushCompress::None).expect("deflate");
+        input = &input[(c.total_in() - before) as usize..];
+    }
+    loop {
+        out.reserve(64);
+        let before = out.len();
+        c.compress_vec(&[], &mut out, FlushCompress::Sync).expect("deflate flush");
+        if out.len() == before || out.len() < out.capacity() {
+            break;
+        }
+    }
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+    if out.is_empty() {
+        out.push(0x00);
+    }
+    out
+}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +156,13 @@ pub struct Shared {
     pub frame_len: usize,
     /// Frames in `frames`.
     pub per_buf: usize,
-    /// The payload the server must echo back, unmasked.
+    /// The payload bytes on the wire, unmasked (compressed with `--compress`):
+    /// what a verbatim echo must carry.
     pub payload: Vec<u8>,
+    /// The uncompressed payload (what an inflated echo must equal).
+    pub plain: Vec<u8>,
+    /// RSV bits we send and accept: RSV1 with compression, else none.
+    pub rsv: u8,
     /// The opcode we send (and expect back).
     pub opcode: OpCode,
     /// The upgrade request.
@@ -58,16 +177,27 @@ pub struct Shared {
 pub const KEY: [u8; 4] = [0x5a, 0x17, 0xc3, 0x9e];
 
 impl Shared {
-    /// Pre-encode everything for `size`-byte messages, `depth` in flight.
+    /// Pre-encode everything for `size`-byte pattern messages, `depth` in flight.
+    #[cfg(test)]
     pub fn new(size: usize, text: bool, depth: usize, host: &str, path: &str) -> Shared {
-        let payload: Vec<u8> = if text {
-            (0..size).map(|i| b'a' + (i % 26) as u8).collect()
-        } else {
-            (0..size).map(|i| (i * 31 + 7) as u8).collect()
+        Shared::build(MsgSpec { size, text, kind: PayloadKind::Pattern, compress: None }, depth, host, path)
+    }
+
+    /// Pre-encode everything for `spec`, `depth` messages in flight.
+    pub fn build(spec: MsgSpec, depth: usize, host: &str, path: &str) -> Shared {
+        let (size, text) = (spec.size, spec.text);
+        let plain: Vec<u8> = match spec.kind {
+            PayloadKind::Json => json_payload(size),
+            PayloadKind::Pattern if text => (0..size).map(|i| b'a' + (i % 26) as u8).collect(),
+            PayloadKind::Pattern => (0..size).map(|i| (i * 31 + 7) as u8).collect(),
+        };
+        let (payload, rsv) = match spec.compress {
+            Some(level) => (deflate_message(&plain, level), RSV1),
+            None => (plain.clone(), 0),
         };
         let opcode = if text { OpCode::Text } else { OpCode::Binary };
-        let mut one = Vec::with_capacity(size + MAX_HEADER_LEN);
-        wsecho::proto::frame::write_frame(&mut one, true, 0, opcode, Some(KEY), &payload);
+        let mut one = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+        wsecho::proto::frame::write_frame(&mut one, true, rsv, opcode, Some(KEY), &payload);
         let frame_len = one.len();
         // Enough copies to cover `depth` or 64 KiB, whichever is more.
         let per_buf = depth.max((64 * 1024) / frame_len).clamp(1, 4096);
@@ -77,11 +207,15 @@ impl Shared {
         }
         let key_b64 = "d3NlY2hvLWxvYWR0ZXN0IQ=="; // base64 of 16 bytes
         let mut request = Vec::new();
-        wsecho::proto::handshake::write_request(&mut request, host, path, key_b64, &[], None);
+        // Offer plain permessage-deflate: without client_max_window_bits the
+        // server may not shrink our window, so the pre-compressed payload
+        // (window 15) stays valid whatever it answers.
+        let offer = spec.compress.map(|_| "permessage-deflate");
+        wsecho::proto::handshake::write_request(&mut request, host, path, key_b64, &[], offer);
         let accept = String::from_utf8_lossy(&wsecho::proto::handshake::accept_key(key_b64.as_bytes())).into_owned();
         let mut close_frame = Vec::new();
         wsecho::proto::frame::write_frame(&mut close_frame, true, 0, OpCode::Close, Some(KEY), &1000u16.to_be_bytes());
-        Shared { frames, frame_len, per_buf, payload, opcode, request, accept, close_frame }
+        Shared { frames, frame_len, per_buf, payload, plain, rsv, opcode, request, accept, close_frame }
     }
 }
 
@@ -105,6 +239,8 @@ pub struct Conn {
     pub phase: Phase,
     /// When connect() was called, ns since the swarm started.
     pub started_ns: u64,
+    /// When the current phase began (for the stale sweep), ns.
+    pub phase_ns: u64,
     /// The response head, while handshaking.
     pub head: Vec<u8>,
     /// Control bytes to write before the next data frame (request, pongs,
@@ -134,6 +270,67 @@ pub struct Conn {
     pub sent_close: bool,
     /// The server's Close arrived.
     pub got_close: bool,
+    /// Echo verification: `None` compares the wire bytes (plain, or a
+    /// compressed echo passed through unchanged); `Some` inflates compressed
+    /// echoes and compares the result with the plain payload.
+    inflate: Option<Box<Inflate>>,
+    /// The message being received carries RSV1.
+    rx_compressed: bool,
+}
+
+/// Inflating verification of one connection's echoes.
+#[derive(Debug)]
+struct Inflate {
+    d: Decompress,
+    /// Reset after every message (`server_no_context_takeover` agreed).
+    reset_each: bool,
+    /// Inflated bytes of the message so far (== offset into `plain`).
+    pos: usize,
+    /// The message's deflate stream ended with a BFINAL block.
+    ended: bool,
+    scratch: Vec<u8>,
+}
+
+impl Inflate {
+    /// Inflate `input` and compare the output with `plain` at `pos`.
+    fn feed(&mut self, mut input: &[u8], plain: &[u8]) -> Result<(), &'static str> {
+        while !input.is_empty() || !self.ended {
+            if self.ended {
+                return Err("bad_deflate_after_final");
+            }
+            self.scratch.clear();
+            self.scratch.reserve(16 * 1024);
+            let before = self.d.total_in();
+            let st =
+                self.d.decompress_vec(input, &mut self.scratch, FlushDecompress::Sync).map_err(|_| "bad_deflate")?;
+            let used = (self.d.total_in() - before) as usize;
+            input = &input[used..];
+            let n = self.scratch.len();
+            if n > 0 {
+                if self.pos + n > plain.len() {
+                    return Err("wrong_length");
+                }
+                if self.scratch[..] != plain[self.pos..self.pos + n] {
+                    return Err("payload_mismatch");
+                }
+                self.pos += n;
+            }
+            if st == Status::StreamEnd {
+                self.ended = true;
+                if !input.is_empty() {
+                    return Err("bad_deflate_after_final");
+                }
+                break;
+            }
+            if input.is_empty() && n < self.scratch.capacity() {
+                break; // all input used and the output was not cut short
+            }
+            if used == 0 && n == 0 {
+                return Err("bad_deflate");
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Conn {
@@ -144,6 +341,7 @@ impl Conn {
             id,
             phase: Phase::Connecting,
             started_ns: now_ns,
+            phase_ns: now_ns,
             head: Vec::new(),
             ctrl: Vec::new(),
             ctrl_off: 0,
@@ -161,7 +359,22 @@ impl Conn {
             msg_pos: 0,
             sent_close: false,
             got_close: false,
+            inflate: None,
+            rx_compressed: false,
         }
+    }
+
+    /// Verify compressed echoes by inflating them (the server re-compresses,
+    /// e.g. with context takeover), keeping the inflater's window across
+    /// messages unless `reset_each`.
+    pub fn inflate_echoes(&mut self, reset_each: bool) {
+        self.inflate = Some(Box::new(Inflate {
+            d: Decompress::new_with_window_bits(false, 15),
+            reset_each,
+            pos: 0,
+            ended: false,
+            scratch: Vec::new(),
+        }));
     }
 
     /// Queue bytes to go out at the next frame boundary.
@@ -213,10 +426,11 @@ impl Conn {
 
     /// Stop sending data: keep only a partly written frame (it must be
     /// finished for the stream to stay valid), then queue a Close 1000.
-    pub fn start_close(&mut self, sh: &Shared) {
+    pub fn start_close(&mut self, sh: &Shared, now_ns: u64) {
         if self.sent_close {
             return;
         }
+        self.phase_ns = now_ns;
         self.pending = if self.mid_off > 0 { 1 } else { 0 };
         self.queue_ctrl(&sh.close_frame);
         self.sent_close = true;
@@ -242,11 +456,22 @@ impl Conn {
                 let n = (self.rx_left.min((data.len() - i) as u64)) as usize;
                 let chunk = &data[i..i + n];
                 match self.rx_op {
-                    Some(OpCode::Text) | Some(OpCode::Binary) | Some(OpCode::Continuation) => {
-                        if chunk != &sh.payload[self.rx_pos..self.rx_pos + n] {
-                            return Err("payload_mismatch");
+                    Some(OpCode::Text) | Some(OpCode::Binary) | Some(OpCode::Continuation) => match &mut self.inflate {
+                        Some(inf) if self.rx_compressed => inf.feed(chunk, &sh.plain)?,
+                        Some(_) => {
+                            if self.rx_pos + n > sh.plain.len() {
+                                return Err("wrong_length");
+                            }
+                            if chunk != &sh.plain[self.rx_pos..self.rx_pos + n] {
+                                return Err("payload_mismatch");
+                            }
                         }
-                    }
+                        None => {
+                            if chunk != &sh.payload[self.rx_pos..self.rx_pos + n] {
+                                return Err("payload_mismatch");
+                            }
+                        }
+                    },
                     _ => self.rx_ctrl.extend_from_slice(chunk),
                 }
                 i += n;
@@ -262,7 +487,7 @@ impl Conn {
                 let take = (MAX_HEADER_LEN - self.hdr_len).min(data.len() - i);
                 self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&data[i..i + take]);
                 let have = self.hdr_len + take;
-                match FrameHeader::decode(&self.hdr[..have], Role::Client, 0, u64::MAX >> 1) {
+                match FrameHeader::decode(&self.hdr[..have], Role::Client, sh.rsv, u64::MAX >> 1) {
                     Ok(Some((h, hl))) => {
                         let used = hl - self.hdr_len;
                         self.hdr_len = 0;
@@ -276,7 +501,7 @@ impl Conn {
                     Err(_) => return Err("bad_frame"),
                 }
             } else {
-                match FrameHeader::decode(&data[i..], Role::Client, 0, u64::MAX >> 1) {
+                match FrameHeader::decode(&data[i..], Role::Client, sh.rsv, u64::MAX >> 1) {
                     Ok(Some((h, hl))) => (h, hl),
                     Ok(None) => {
                         let rest = &data[i..];
@@ -297,6 +522,9 @@ impl Conn {
                         if !self.in_msg {
                             return Err("unexpected_continuation");
                         }
+                        if hdr.rsv & RSV1 != 0 {
+                            return Err("rsv1_on_continuation");
+                        }
                     } else {
                         if self.in_msg {
                             return Err("interleaved_message");
@@ -306,8 +534,20 @@ impl Conn {
                         }
                         self.in_msg = true;
                         self.msg_pos = 0;
+                        self.rx_compressed = hdr.rsv & RSV1 != 0;
+                        if sh.rsv & RSV1 != 0 && !self.rx_compressed && self.inflate.is_none() {
+                            // We sent it compressed; a passthrough echo must be too.
+                            return Err("echo_not_compressed");
+                        }
+                        if let Some(inf) = &mut self.inflate {
+                            inf.pos = 0;
+                            inf.ended = false;
+                        }
                     }
-                    if hdr.payload_len > (sh.payload.len() - self.msg_pos) as u64 {
+                    let expect = if self.inflate.is_some() { sh.plain.len() } else { sh.payload.len() };
+                    if !(self.inflate.is_some() && self.rx_compressed)
+                        && hdr.payload_len > (expect - self.msg_pos) as u64
+                    {
                         return Err("wrong_length");
                     }
                     self.rx_pos = self.msg_pos;
@@ -331,8 +571,24 @@ impl Conn {
                 self.msg_pos = self.rx_pos;
                 if self.rx_fin {
                     self.in_msg = false;
-                    if self.msg_pos != sh.payload.len() {
-                        return Err("wrong_length");
+                    match &mut self.inflate {
+                        Some(inf) if self.rx_compressed => {
+                            if !inf.ended {
+                                inf.feed(&TAIL, &sh.plain)?;
+                            }
+                            if inf.pos != sh.plain.len() {
+                                return Err("wrong_length");
+                            }
+                            if inf.reset_each || inf.ended {
+                                inf.d.reset(false);
+                            }
+                            if inf.scratch.capacity() > 64 * 1024 {
+                                inf.scratch = Vec::new();
+                            }
+                        }
+                        Some(_) if self.msg_pos != sh.plain.len() => return Err("wrong_length"),
+                        None if self.msg_pos != sh.payload.len() => return Err("wrong_length"),
+                        _ => {}
                     }
                     ev(self, RxEvent::Echo)
                 }
@@ -438,5 +694,98 @@ mod tests {
         wsecho::proto::mask::apply_mask(&mut p, h.mask.unwrap(), 0);
         assert_eq!(p, sh.payload);
         assert_eq!(sh.frames.len(), sh.frame_len * sh.per_buf);
+    }
+
+    fn server_frame_rsv(op: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        wsecho::proto::frame::write_frame(&mut v, true, rsv, op, None, payload);
+        v
+    }
+
+    fn json_spec(size: usize, compress: Option<u32>) -> MsgSpec {
+        MsgSpec { size, text: true, kind: PayloadKind::Json, compress }
+    }
+
+    #[test]
+    fn json_payload_has_the_exact_size_and_parses() {
+        for size in [0usize, 1, 2, 10, 100, 1024, 4096, 70_000] {
+            let p = json_payload(size);
+            assert_eq!(p.len(), size);
+            if size >= 2 {
+                let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+                assert!(v.is_array());
+            }
+        }
+        let v: serde_json::Value = serde_json::from_slice(&json_payload(1024)).unwrap();
+        assert!(v.as_array().unwrap().len() >= 5, "records fill 1 KiB");
+    }
+
+    #[test]
+    fn compressed_payload_inflates_to_plain() {
+        let sh = Shared::build(json_spec(1024, Some(6)), 1, "h", "/echo");
+        assert!(sh.payload.len() < sh.plain.len() / 2, "{} B", sh.payload.len());
+        assert_eq!(sh.rsv, RSV1);
+        let (h, _) = FrameHeader::decode(&sh.frames, Role::Server, RSV1, 1 << 20).unwrap().unwrap();
+        assert_eq!((h.rsv, h.opcode), (RSV1, OpCode::Text));
+        let mut d = Decompress::new_with_window_bits(false, 15);
+        let mut input = sh.payload.clone();
+        input.extend_from_slice(&TAIL);
+        let mut out = Vec::with_capacity(4096);
+        d.decompress_vec(&input, &mut out, FlushDecompress::Sync).unwrap();
+        assert_eq!(out, sh.plain);
+        assert!(String::from_utf8_lossy(&sh.request).contains("Sec-WebSocket-Extensions: permessage-deflate\r\n"));
+    }
+
+    #[test]
+    fn passthrough_echo_needs_rsv1_and_the_same_bytes() {
+        let sh = Shared::build(json_spec(1024, Some(6)), 1, "h", "/echo");
+        let good = server_frame_rsv(OpCode::Text, RSV1, &sh.payload);
+        for split in 0..good.len() {
+            let mut got = Vec::new();
+            let mut c = conn();
+            c.consume(&good[..split], &sh, |_, e| got.push(e)).unwrap();
+            c.consume(&good[split..], &sh, |_, e| got.push(e)).unwrap();
+            assert_eq!(got, vec![RxEvent::Echo]);
+        }
+        let no_rsv = server_frame_rsv(OpCode::Text, 0, &sh.payload);
+        assert_eq!(conn().consume(&no_rsv, &sh, |_, _| {}), Err("echo_not_compressed"));
+        let mut bad = sh.payload.clone();
+        bad[3] ^= 0x10;
+        assert_eq!(
+            conn().consume(&server_frame_rsv(OpCode::Text, RSV1, &bad), &sh, |_, _| {}),
+            Err("payload_mismatch")
+        );
+    }
+
+    #[test]
+    fn recompressed_echoes_are_inflated_with_context_kept() {
+        // A server with context takeover: one deflater across messages, so the
+        // second message is mostly back-references into the first.
+        let sh = Shared::build(json_spec(2000, Some(6)), 1, "h", "/echo");
+        let mut z = Compress::new_with_window_bits(Compression::new(1), false, 15);
+        let mut stream = Vec::new();
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            let mut out = Vec::with_capacity(4096);
+            z.compress_vec(&sh.plain, &mut out, FlushCompress::Sync).unwrap();
+            assert!(out.ends_with(&TAIL));
+            out.truncate(out.len() - 4);
+            sizes.push(out.len());
+            stream.extend(server_frame_rsv(OpCode::Text, RSV1, &out));
+        }
+        assert!(sizes[1] < sizes[0] / 4, "context takeover: {sizes:?}");
+        stream.extend(server_frame(OpCode::Text, &sh.plain)); // uncompressed is allowed too
+        for split in (0..stream.len()).step_by(7) {
+            let mut c = conn();
+            c.inflate_echoes(false);
+            let mut got = Vec::new();
+            c.consume(&stream[..split], &sh, |_, e| got.push(e)).unwrap();
+            c.consume(&stream[split..], &sh, |_, e| got.push(e)).unwrap();
+            assert_eq!(got.len(), 4, "split {split}");
+        }
+        // Reset per message when the agreement says so: the back-references break.
+        let mut c = conn();
+        c.inflate_echoes(true);
+        assert!(c.consume(&stream, &sh, |_, _| {}).is_err());
     }
 }

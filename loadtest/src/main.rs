@@ -15,6 +15,7 @@ mod stats;
 mod swarm;
 
 use clap::{Args, Parser, Subcommand};
+use conn::PayloadKind;
 use stats::Report;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -75,6 +76,25 @@ enum Cmd {
         /// Handshakes in progress at once.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// Closed loop, depth 1, with churn: each connection lives a random
+    /// 1..10 s (see --lifetime-*), sends Close 1000, waits for the server's
+    /// close, and is replaced by a new connection.
+    Churn {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        msg: MsgArgs,
+        /// Shortest connection lifetime, seconds.
+        #[arg(long, default_value_t = 1.0)]
+        lifetime_min: f64,
+        /// Longest connection lifetime, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        lifetime_max: f64,
+        /// With --server-pid: sample the server's VmRSS and open fds this
+        /// often (seconds), plus once all are open and at the end.
+        #[arg(long, default_value_t = 30.0)]
+        sample_every: f64,
     },
     /// uWebSockets load_test compatible: `classic CONNECTIONS HOST PORT [PAYLOAD_BYTES]`.
     Classic {
@@ -141,9 +161,31 @@ struct MsgArgs {
     /// Send text frames.
     #[arg(long, conflicts_with = "binary")]
     text: bool,
-    /// Send binary frames (the default).
+    /// Send binary frames (the default, except with --payload json).
     #[arg(long)]
     binary: bool,
+    /// Payload content: `pattern` (a-z or a byte ramp) or `json` (JSON-like
+    /// records, sent as text unless --binary).
+    #[arg(long, value_enum, default_value_t = PayloadArg::Pattern)]
+    payload: PayloadArg,
+    /// Offer permessage-deflate (RFC 7692) and send every message compressed
+    /// (pre-compressed once, RSV1 set). The run fails if the server does not agree.
+    /// Echoes are compared byte for byte when both sides agreed no context
+    /// takeover (the server passes them through), else inflated and compared.
+    #[arg(long)]
+    compress: bool,
+    /// zlib level for --compress (0..9).
+    #[arg(long, default_value_t = 6)]
+    compress_level: u32,
+    /// With --compress: always inflate echoes to verify them.
+    #[arg(long)]
+    inflate_echo: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadArg {
+    Pattern,
+    Json,
 }
 
 /// Parse `ws://host:port/path`, resolve it, and refuse anything off loopback.
@@ -269,6 +311,11 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
             depth: 1,
             size,
             text,
+            kind: PayloadKind::Pattern,
+            compress: None,
+            inflate_echo: false,
+            lifetime: (Duration::from_secs(1), Duration::from_secs(10)),
+            sample_every: None,
             rate: 0.0,
             duration: Duration::from_secs_f64(c.duration.max(0.0)),
             warmup: Duration::from_secs_f64(c.warmup.max(0.0)),
@@ -286,6 +333,7 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
     match cmd {
         Cmd::Echo { common, msg, depth } => {
             let mut p = mk(Mode::Echo, &common, msg.size, msg.text);
+            apply_msg(&mut p, &msg);
             p.depth = depth.max(1);
             let j = common.json;
             (p, Some(common), j)
@@ -295,7 +343,19 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
                 fail("--rate must be > 0".into());
             }
             let mut p = mk(Mode::Rate, &common, msg.size, msg.text);
+            apply_msg(&mut p, &msg);
             p.rate = rate;
+            let j = common.json;
+            (p, Some(common), j)
+        }
+        Cmd::Churn { common, msg, lifetime_min, lifetime_max, sample_every } => {
+            if !(lifetime_min > 0.0 && lifetime_max >= lifetime_min) {
+                fail("need 0 < --lifetime-min <= --lifetime-max".into());
+            }
+            let mut p = mk(Mode::Churn, &common, msg.size, msg.text);
+            apply_msg(&mut p, &msg);
+            p.lifetime = (Duration::from_secs_f64(lifetime_min), Duration::from_secs_f64(lifetime_max));
+            p.sample_every = Some(Duration::from_secs_f64(sample_every.max(1.0)));
             let j = common.json;
             (p, Some(common), j)
         }
@@ -334,6 +394,23 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
             let p = mk(Mode::Classic, &common, payload_bytes, text);
             (p, None, false)
         }
+    }
+}
+
+/// The message options every message-sending mode shares.
+fn apply_msg(p: &mut Plan, m: &MsgArgs) {
+    p.kind = match m.payload {
+        PayloadArg::Pattern => PayloadKind::Pattern,
+        PayloadArg::Json => PayloadKind::Json,
+    };
+    if p.kind == PayloadKind::Json && !m.binary {
+        p.text = true;
+    }
+    if m.compress {
+        p.compress = Some(m.compress_level.min(9));
+        p.inflate_echo = m.inflate_echo;
+    } else if m.inflate_echo {
+        fail("--inflate-echo needs --compress".into());
     }
 }
 
@@ -380,6 +457,9 @@ fn run_children(plan: &Plan, procs: usize) -> Report {
     let mut ticked = 0usize;
     let mut results: Vec<Report> = Vec::new();
     let mut exited = 0;
+    let mut samples: Vec<stats::Sample> = Vec::new();
+    let mut last_sample: Option<Instant> = None;
+    let open_now = |tick: &[(u64, u64, u64, u64)]| tick.iter().map(|t| t.2).sum::<u64>() as usize;
     while exited < procs {
         let Ok((i, v)) = rx.recv() else { break };
         let g = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
@@ -387,6 +467,15 @@ fn run_children(plan: &Plan, procs: usize) -> Report {
             "tick" => {
                 tick[i] = (g("msgs"), g("hs"), g("open"), g("errors"));
                 ticked += 1;
+                if let (Some(pid), Some(every), Some(last)) = (plan.server_pid, plan.sample_every, last_sample) {
+                    if last.elapsed() >= every && cpu_end.is_none() {
+                        last_sample = Some(Instant::now());
+                        samples.push(stats::Sample::take(pid, "run", t0.elapsed(), open_now(&tick)));
+                        if show {
+                            samples[samples.len() - 1].print();
+                        }
+                    }
+                }
                 if ticked % procs == 0 && show {
                     let s: (u64, u64, u64, u64) =
                         tick.iter().fold((0, 0, 0, 0), |a, t| (a.0 + t.0, a.1 + t.1, a.2 + t.2, a.3 + t.3));
@@ -405,6 +494,10 @@ fn run_children(plan: &Plan, procs: usize) -> Report {
                 if opened.iter().all(|o| o.is_some()) {
                     rss_after = plan.server_pid.and_then(stats::proc_rss_kib);
                     let n: u64 = opened.iter().map(|o| o.unwrap_or(0)).sum();
+                    if let (Some(pid), Some(_)) = (plan.server_pid, plan.sample_every) {
+                        last_sample = Some(Instant::now());
+                        samples.push(stats::Sample::take(pid, "all_open", t0.elapsed(), n as usize));
+                    }
                     swarm::emit(serde_json::json!({"ev": "all_open", "n": n, "rss_kib": rss_after}));
                     if show {
                         eprintln!("ALL_OPEN {n} connections over {procs} processes");
@@ -419,6 +512,9 @@ fn run_children(plan: &Plan, procs: usize) -> Report {
             }
             "window_end" if cpu_end.is_none() => {
                 cpu_end = plan.server_pid.and_then(stats::proc_cpu_us);
+                if let (Some(pid), Some(_)) = (plan.server_pid, plan.sample_every) {
+                    samples.push(stats::Sample::take(pid, "end", t0.elapsed(), open_now(&tick)));
+                }
             }
             "result" => {
                 if let Ok(r) = serde_json::from_value::<Report>(v["report"].clone()) {
@@ -436,6 +532,7 @@ fn run_children(plan: &Plan, procs: usize) -> Report {
         eprintln!("warning: {} of {procs} children reported", results.len());
     }
     let mut r = Report::merge(&results);
+    r.samples = samples;
     if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
         let cpu = b - a;
         r.server.cpu_us = Some(cpu);

@@ -102,6 +102,12 @@ pub struct Report {
     pub close_codes: BTreeMap<String, u64>,
     /// Server process readings, if `--server-pid` was given.
     pub server: ServerUsage,
+    /// Wire size of the compressed payload (`--compress`), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_size: Option<usize>,
+    /// Server RSS / fd samples (`--server-pid` with `--sample-every`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
     /// The histogram as (value, count) pairs, so a parent can merge children.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hist: Vec<(u64, u64)>,
@@ -160,12 +166,21 @@ impl Report {
         e("");
         e(&format!("  mode        {} -> {}", self.mode, self.target));
         e(&format!("  conns       {} asked, {} open at most", self.conns, self.conns_open_max));
+        if let Some(z) = self.compressed_size {
+            e(&format!("  compressed  {} B payload -> {} B on the wire (permessage-deflate)", self.size, z));
+        }
         if self.mode != "handshakes" && self.mode != "idle" {
             e(&format!(
                 "  messages    {} in {:.2} s, {} B each, depth {}",
                 self.msgs, self.window_s, self.size, self.depth
             ));
             e(&format!("  throughput  {:.0} msgs/s, {:.2} MB/s", self.msgs_per_s, self.mb_per_s));
+        }
+        if self.mode == "churn" {
+            e(&format!(
+                "  connects    {} in {:.2} s = {:.0}/s (each closed with 1000 after its lifetime)",
+                self.handshakes, self.window_s, self.handshakes_per_s
+            ));
         }
         if self.mode == "handshakes" {
             e(&format!("  handshakes  {} in {:.2} s = {:.0}/s", self.handshakes, self.window_s, self.handshakes_per_s));
@@ -183,7 +198,7 @@ impl Report {
         if let Some(c) = self.server.cpu_us_per_msg {
             e(&format!("  server cpu  {:.3} µs per message", c));
         }
-        if let Some(c) = self.server.cpu_us_per_handshake {
+        if let Some(c) = self.server.cpu_us_per_handshake.filter(|_| self.mode == "handshakes") {
             e(&format!("  server cpu  {:.2} µs per handshake", c));
         }
         if let (Some(b), Some(a)) = (self.server.rss_before_kib, self.server.rss_after_kib) {
@@ -204,7 +219,54 @@ impl Report {
         for (k, v) in &self.close_codes {
             e(&format!("  close code  {k}: {v}"));
         }
+        if !self.samples.is_empty() {
+            e("  server samples (t s, what, VmRSS KiB, open fds, client conns open):");
+            for s in &self.samples {
+                e(&format!("    {:>7.1}  {:<8}  {:>8}  {:>6}  {:>6}", s.t_s, s.what, s.rss_kib, s.fds, s.open));
+            }
+        }
     }
+}
+
+/// One reading of the server process during a long run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the swarm started.
+    pub t_s: f64,
+    /// `all_open`, `run` or `end`.
+    pub what: String,
+    /// VmRSS, KiB (0 if unreadable).
+    pub rss_kib: u64,
+    /// Entries in /proc/PID/fd (0 if unreadable).
+    pub fds: u64,
+    /// Client connections open at that moment (this swarm's count).
+    pub open: usize,
+}
+
+impl Sample {
+    /// Read the server's RSS and fd count now.
+    pub fn take(pid: u32, what: &str, t: std::time::Duration, open: usize) -> Sample {
+        Sample {
+            t_s: t.as_secs_f64(),
+            what: what.into(),
+            rss_kib: proc_rss_kib(pid).unwrap_or(0),
+            fds: proc_fd_count(pid).unwrap_or(0),
+            open,
+        }
+    }
+
+    /// One live line on stderr.
+    pub fn print(&self) {
+        eprintln!(
+            "[{:>6.1}s] server sample {:<8} VmRSS {} KiB  fds {}  (client open {})",
+            self.t_s, self.what, self.rss_kib, self.fds, self.open
+        );
+    }
+}
+
+/// Open file descriptors of process `pid`.
+pub fn proc_fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 /// utime + stime of process `pid` (all its threads), in microseconds.

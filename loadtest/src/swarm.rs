@@ -3,7 +3,7 @@
 //! then driven by the mode: closed-loop echo, open-loop rate, idle holding,
 //! or handshake cycling.
 
-use crate::conn::{Conn, Phase, RxEvent, Shared};
+use crate::conn::{Conn, MsgSpec, PayloadKind, Phase, RxEvent, Shared};
 use crate::stats::{self, new_histogram, Report};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -34,6 +34,9 @@ pub enum Mode {
     Handshakes,
     /// Closed loop, depth 1, `Msg/sec: X` every 4 s (uWS load_test style).
     Classic,
+    /// Closed loop, depth 1; every connection closes (Close 1000) after a
+    /// random lifetime and is replaced by a new one.
+    Churn,
 }
 
 impl Mode {
@@ -44,6 +47,7 @@ impl Mode {
             Mode::Idle => "idle",
             Mode::Handshakes => "handshakes",
             Mode::Classic => "classic",
+            Mode::Churn => "churn",
         }
     }
 }
@@ -69,6 +73,17 @@ pub struct Plan {
     pub size: usize,
     /// Text frames (else binary).
     pub text: bool,
+    /// Payload content.
+    pub kind: PayloadKind,
+    /// Send compressed (permessage-deflate) at this zlib level.
+    pub compress: Option<u32>,
+    /// Verify compressed echoes by inflating them, even when the agreement
+    /// would allow a verbatim (passthrough) echo.
+    pub inflate_echo: bool,
+    /// Churn mode: a connection's lifetime is uniform in this range.
+    pub lifetime: (Duration, Duration),
+    /// Sample the server's RSS and open fds this often (with `server_pid`).
+    pub sample_every: Option<Duration>,
     /// Total messages per second (rate mode).
     pub rate: f64,
     /// Measuring window.
@@ -107,6 +122,10 @@ struct Counters {
     errors: BTreeMap<String, u64>,
     errors_total: u64,
     close_codes: BTreeMap<String, u64>,
+    /// Connections whose first connect was part of the ramp-up (ids 1..=n)
+    /// and that are no longer connecting (open or failed).
+    initial_limit: u64,
+    initial_settled: u64,
 }
 
 impl Counters {
@@ -200,19 +219,40 @@ enum Stage {
 pub fn run(plan: &Plan) -> io::Result<Report> {
     let t0 = Instant::now();
     let ns = |t: Instant| t.duration_since(t0).as_nanos() as u64;
-    let sh =
-        Shared::new(plan.size, plan.text, if plan.mode == Mode::Echo { plan.depth } else { 1 }, &plan.host, &plan.path);
+    let spec = MsgSpec { size: plan.size, text: plan.text, kind: plan.kind, compress: plan.compress };
+    let sh = Shared::build(spec, if plan.mode == Mode::Echo { plan.depth } else { 1 }, &plan.host, &plan.path);
+    if plan.compress.is_some() && show_info(plan) {
+        eprintln!(
+            "permessage-deflate: {} B payload compresses to {} B (level {}), sent with RSV1",
+            sh.plain.len(),
+            sh.payload.len(),
+            plan.compress.unwrap_or(0)
+        );
+    }
     let depth = match plan.mode {
         Mode::Echo => plan.depth.max(1),
-        Mode::Classic => 1,
+        Mode::Classic | Mode::Churn => 1,
         _ => 0,
     };
+    let churn = plan.mode == Mode::Churn;
+    let mut rng: u64 = (t0.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
+        .wrapping_add(plan.source_offset as u64 * 0x9E37_79B9_7F4A_7C15)
+        | 1;
+    let (life_lo, life_hi) = (plan.lifetime.0.as_nanos() as u64, plan.lifetime.1.as_nanos() as u64);
+    let mut lifetime_ns = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        life_lo + rng % (life_hi.saturating_sub(life_lo) + 1)
+    };
+    let mut samples: Vec<stats::Sample> = Vec::new();
+    let mut last_sample: Option<Instant> = None;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut conns: Slab<Conn> = Slab::with_capacity(plan.conns.min(1 << 16));
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut hist: Histogram<u64> = new_histogram();
-    let mut c = Counters::default();
+    let mut c = Counters { initial_limit: plan.conns as u64, ..Default::default() };
     let mut next_id: u64 = 0;
     let mut attempts: usize = 0; // connects started (not handshakes mode)
     let mut in_progress: usize = 0; // Connecting or Handshaking
@@ -267,13 +307,15 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
         // ---- open new connections ----
         let want_more = if handshake_mode {
             matches!(stage, Stage::Warmup | Stage::Window) && conns.len() < plan.conns
+        } else if churn {
+            stage != Stage::Drain && conns.len() < plan.conns
         } else {
             attempts < plan.conns && stage == Stage::Ramp
         };
         if want_more && !STOP.load(Ordering::Relaxed) {
             let limit = if handshake_mode { plan.conns } else { plan.ramp };
-            while in_progress < limit && (if handshake_mode { conns.len() < plan.conns } else { attempts < plan.conns })
-            {
+            let refill = handshake_mode || churn;
+            while in_progress < limit && (if refill { conns.len() < plan.conns } else { attempts < plan.conns }) {
                 let src = if plan.source_ips.is_empty() {
                     None
                 } else {
@@ -292,7 +334,7 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                     }
                     Err(e) => {
                         c.err(&format!("connect_{}", err_name(&e)));
-                        if handshake_mode {
+                        if refill {
                             break; // try again next turn
                         }
                     }
@@ -302,7 +344,8 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
 
         // ---- stage transitions ----
         if stage == Stage::Ramp {
-            let ramp_done = attempts >= plan.conns && in_progress == 0;
+            let ramp_done =
+                if churn { c.initial_settled >= plan.conns as u64 } else { attempts >= plan.conns && in_progress == 0 };
             if ramp_done || now >= ramp_deadline || STOP.load(Ordering::Relaxed) {
                 if !ramp_done {
                     c.err("ramp_timeout");
@@ -312,6 +355,20 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                 }
                 if show {
                     eprintln!("ramp-up done: {} open in {:.2} s", c.open, now.duration_since(t0).as_secs_f64());
+                }
+                if churn {
+                    if plan.child {
+                        emit(serde_json::json!({"ev": "open", "n": c.open}));
+                    } else {
+                        emit(serde_json::json!({"ev": "all_open", "n": c.open}));
+                    }
+                    if let Some(pid) = plan.server_pid {
+                        samples.push(stats::Sample::take(pid, "all_open", now.duration_since(t0), c.open));
+                        last_sample = Some(now);
+                        if show {
+                            samples[samples.len() - 1].print();
+                        }
+                    }
                 }
                 if plan.mode == Mode::Idle {
                     settle_at = Some(now + plan.settle);
@@ -360,6 +417,12 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
             if stage == Stage::Window {
                 window_end = now;
                 cpu_end = plan.server_pid.and_then(stats::proc_cpu_us);
+                if let (Some(pid), true) = (plan.server_pid, plan.sample_every.is_some()) {
+                    samples.push(stats::Sample::take(pid, "end", now.duration_since(t0), c.open));
+                    if show {
+                        samples[samples.len() - 1].print();
+                    }
+                }
             } else {
                 window_start = now;
                 window_end = now;
@@ -375,7 +438,7 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
             for k in keys {
                 let conn = &mut conns[k];
                 if conn.phase == Phase::Open {
-                    conn.start_close(&sh);
+                    conn.start_close(&sh, ns(now));
                     if conn.flush(&sh).is_err() {
                         drop_conn(&mut conns, k, &poll, &mut c, &mut in_progress);
                     }
@@ -406,6 +469,37 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                 if let Err(e) = conn.flush(&sh) {
                     c.err(&format!("write_{}", err_name(&e)));
                     drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
+                }
+            }
+        }
+
+        // ---- churn: close connections whose lifetime is over ----
+        if churn && matches!(stage, Stage::Ramp | Stage::Warmup | Stage::Window) {
+            let now_ns = ns(now);
+            while let Some(&Reverse((due, key, id))) = timers.peek() {
+                if due > now_ns {
+                    break;
+                }
+                timers.pop();
+                let Some(conn) = conns.get_mut(key) else { continue };
+                if conn.id != id || conn.phase != Phase::Open {
+                    continue;
+                }
+                conn.start_close(&sh, now_ns);
+                if let Err(e) = conn.flush(&sh) {
+                    c.err(&format!("write_{}", err_name(&e)));
+                    drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
+                }
+            }
+        }
+
+        // ---- server samples (RSS, open fds) ----
+        if let (Some(pid), Some(every), Some(last)) = (plan.server_pid, plan.sample_every, last_sample) {
+            if now.duration_since(last) >= every && stage != Stage::Drain {
+                last_sample = Some(now);
+                samples.push(stats::Sample::take(pid, "run", now.duration_since(t0), c.open));
+                if show {
+                    samples[samples.len() - 1].print();
                 }
             }
         }
@@ -458,6 +552,14 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                         c.errors_total,
                         stage
                     ),
+                    Mode::Churn => eprintln!(
+                        "[{secs:>4}s] {:>9.0} msgs/s {:>7.0} connects/s  open {:>6}  errors {}  {:?}",
+                        m as f64 / dt,
+                        h as f64 / dt,
+                        c.open,
+                        c.errors_total,
+                        stage
+                    ),
                     _ => eprintln!(
                         "[{secs:>4}s] {:>9.0} msgs/s {:>9.2} MB/s  open {:>6}  errors {}  {:?}",
                         m as f64 / dt,
@@ -475,7 +577,7 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
             last_sweep = now;
             let limit = ns(now).saturating_sub(10_000_000_000);
             let stale: Vec<usize> =
-                conns.iter().filter(|(_, k)| k.phase != Phase::Open && k.started_ns < limit).map(|(k, _)| k).collect();
+                conns.iter().filter(|(_, k)| k.phase != Phase::Open && k.phase_ns < limit).map(|(k, _)| k).collect();
             for k in stale {
                 if stage != Stage::Drain {
                     let what = match conns[k].phase {
@@ -579,6 +681,24 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                                     dead = Some("bad_accept".into());
                                     break;
                                 }
+                                if plan.compress.is_some() {
+                                    let ext = resp.extensions.as_deref().unwrap_or("");
+                                    let agreed = wsecho::proto::deflate::client_agreed(ext);
+                                    let Some(a) = agreed.filter(|a| a.client_max_window_bits == 15) else {
+                                        return Err(io::Error::other(format!(
+                                            "--compress: the server's 101 does not agree to permessage-deflate \
+                                             as offered (Sec-WebSocket-Extensions: {:?}); is it running with \
+                                             compression off?",
+                                            resp.extensions
+                                        )));
+                                    };
+                                    // Both sides reset per message: the server may echo
+                                    // our compressed bytes verbatim; otherwise inflate.
+                                    let verbatim = a.server_no_context_takeover && a.client_no_context_takeover;
+                                    if plan.inflate_echo || !verbatim {
+                                        conn.inflate_echoes(a.server_no_context_takeover);
+                                    }
+                                }
                                 // Bytes after the head are frames: keep them.
                                 let already = conn.head.len() - n;
                                 let start = resp.head_len.saturating_sub(already);
@@ -594,8 +714,22 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                                     let us = (now_ns - conn.started_ns) / 1000;
                                     let _ = hist.record(us.max(1));
                                 }
+                                conn.phase_ns = now_ns;
+                                if conn.id <= c.initial_limit {
+                                    c.initial_settled += 1;
+                                }
                                 match plan.mode {
-                                    Mode::Handshakes => conn.start_close(&sh),
+                                    Mode::Handshakes => conn.start_close(&sh, now_ns),
+                                    Mode::Churn => {
+                                        conn.phase = Phase::Open;
+                                        conn.pending += 1;
+                                        conn.inflight.push_back(now_ns);
+                                        c.hs_total += 1;
+                                        if measuring {
+                                            c.hs_window += 1;
+                                        }
+                                        timers.push(Reverse((now_ns + lifetime_ns(), key, conn.id)));
+                                    }
                                     Mode::Echo | Mode::Classic => {
                                         conn.phase = Phase::Open;
                                         conn.pending += depth as u64;
@@ -617,6 +751,7 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                     }
                     let mode = plan.mode;
                     let in_window = stage == Stage::Window;
+                    let in_drain = stage == Stage::Drain;
                     let res = conn.consume(data, &sh, |k, ev| match ev {
                         RxEvent::Echo => {
                             let Some(sent) = k.inflight.pop_front() else {
@@ -627,7 +762,7 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                                 c.msgs_window += 1;
                                 let _ = hist.record(((now_ns.saturating_sub(sent)) / 1000).max(1));
                             }
-                            if matches!(mode, Mode::Echo | Mode::Classic) && !k.sent_close {
+                            if matches!(mode, Mode::Echo | Mode::Classic | Mode::Churn) && !k.sent_close {
                                 k.pending += 1;
                                 k.inflight.push_back(now_ns);
                             }
@@ -636,7 +771,11 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
                             let e = c.close_codes.entry(code.to_string()).or_default();
                             *e += 1;
                             if !k.sent_close {
-                                k.start_close(&sh);
+                                // The server closed first: not part of any mode's plan.
+                                if !in_drain {
+                                    c.err(&format!("server_close_{code}"));
+                                }
+                                k.start_close(&sh, now_ns);
                             }
                         }
                         RxEvent::Ping => k.queue_pong(),
@@ -698,6 +837,8 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
         handshakes_per_s: c.hs_window as f64 / window,
         errors: c.errors,
         close_codes: c.close_codes,
+        compressed_size: plan.compress.map(|_| sh.payload.len()),
+        samples,
         ..Default::default()
     };
     if plan.mode == Mode::Idle {
@@ -732,7 +873,12 @@ fn drop_conn(conns: &mut Slab<Conn>, key: usize, poll: &Poll, c: &mut Counters, 
     if let Some(mut conn) = conns.try_remove(key) {
         let _ = poll.registry().deregister(&mut conn.stream);
         match conn.phase {
-            Phase::Connecting | Phase::Handshaking => *in_progress -= 1,
+            Phase::Connecting | Phase::Handshaking => {
+                *in_progress -= 1;
+                if conn.id <= c.initial_limit {
+                    c.initial_settled += 1;
+                }
+            }
             _ => c.open -= 1,
         }
     }
@@ -748,4 +894,8 @@ fn err_name(e: &io::Error) -> String {
         Some(libc::ETIMEDOUT) => "timed_out".into(),
         _ => format!("{:?}", e.kind()).to_lowercase(),
     }
+}
+
+fn show_info(plan: &Plan) -> bool {
+    !plan.child && !plan.quiet
 }
