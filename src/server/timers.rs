@@ -40,6 +40,11 @@ impl DeadlineQueue {
         match self.q.front() {
             Some(&(at, key, id)) if at <= now => {
                 self.q.pop_front();
+                // A burst of connections leaves a large ring behind; give
+                // it back once it has drained.
+                if self.q.is_empty() && self.q.capacity() > 4096 {
+                    self.q.shrink_to_fit();
+                }
                 Some((key, id))
             }
             _ => None,
@@ -119,6 +124,10 @@ impl TimerWheel {
                 } else {
                     i += 1;
                 }
+            }
+            // Churn leaves many stale entries; don't keep their room forever.
+            if slot.capacity() > 256 && slot.len() < slot.capacity() / 4 {
+                slot.shrink_to_fit();
             }
             self.next_tick += 1;
         }
