@@ -2,11 +2,11 @@
 //! write, and an incremental frame reader that verifies echoes as they
 //! stream in (no per-connection copy of the payload is ever kept).
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushDecompress, Status};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use wsecho::proto::deflate::TAIL;
+use wsecho::proto::deflate::{self, TAIL};
 use wsecho::proto::frame::FrameHeader;
 use wsecho::proto::{OpCode, Role, MAX_HEADER_LEN};
 
@@ -98,27 +98,8 @@ pub fn json_payload(size: usize) -> Vec<u8> {
 pub fn deflate_message(plain: &[u8], level: u32) -> Vec<u8> {
     let mut c = Compress::new_with_window_bits(Compression::new(level.min(9)), false, 15);
     let mut out = Vec::with_capacity(plain.len() / 2 + 64);
-    let mut input = plain;
-    while !input.is_empty() {
-        out.reserve(input.len() / 2 + 64);
-        let before = c.total_in();
-        c.compress_vec(input, &mut out, FlushCompress::None).expect("deflate");
-        input = &input[(c.total_in() - before) as usize..];
-    }
-    loop {
-        out.reserve(64);
-        let before = out.len();
-        c.compress_vec(&[], &mut out, FlushCompress::Sync).expect("deflate flush");
-        if out.len() == before || out.len() < out.capacity() {
-            break;
-        }
-    }
-    if out.ends_with(&TAIL) {
-        out.truncate(out.len() - TAIL.len());
-    }
-    if out.is_empty() {
-        out.push(0x00);
-    }
+    deflate::compress_into(&mut c, plain, &mut out);
+    deflate::end_message(&mut c, &mut out);
     out
 }
 
@@ -767,7 +748,7 @@ mod tests {
         let mut sizes = Vec::new();
         for _ in 0..3 {
             let mut out = Vec::with_capacity(4096);
-            z.compress_vec(&sh.plain, &mut out, FlushCompress::Sync).unwrap();
+            z.compress_vec(&sh.plain, &mut out, flate2::FlushCompress::Sync).unwrap();
             assert!(out.ends_with(&TAIL));
             out.truncate(out.len() - 4);
             sizes.push(out.len());

@@ -291,6 +291,39 @@ pub fn client_agreed(response: &str) -> Option<Agreed> {
     Some(a)
 }
 
+/// Compress `plain` into `out` as part of the message `c` is writing.
+pub fn compress_into(c: &mut Compress, plain: &[u8], out: &mut Vec<u8>) {
+    let mut input = plain;
+    while !input.is_empty() {
+        out.reserve(input.len() / 2 + 64);
+        let before = c.total_in();
+        c.compress_vec(input, out, FlushCompress::None).expect("deflate cannot fail on valid state");
+        input = &input[(c.total_in() - before) as usize..];
+    }
+}
+
+/// End the message `c` is writing into `out`: sync-flush, strip the 4-byte
+/// tail (RFC 7692 §7.2.1), and write an empty message as the lone 0x00.
+pub fn end_message(c: &mut Compress, out: &mut Vec<u8>) {
+    loop {
+        out.reserve(64);
+        let before = out.len();
+        c.compress_vec(&[], out, FlushCompress::Sync).expect("deflate flush");
+        // Done once a call leaves spare room (the flush fit) or makes no
+        // progress (nothing was pending: zlib emits no second empty block).
+        if out.len() == before || out.len() < out.capacity() {
+            break;
+        }
+    }
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+    if out.is_empty() {
+        // An empty message compresses to a single 0x00 (RFC 7692 §7.2.3.6).
+        out.push(0x00);
+    }
+}
+
 /// Spare inflaters and deflaters shared by the connections of one reactor
 /// (no-context-takeover mode borrows one for the length of a message).
 #[derive(Debug)]
@@ -577,13 +610,7 @@ impl PmdCodec {
     pub fn deflate_into(&mut self, pool: &mut CodecPool, plain: &[u8], out: &mut Vec<u8>) {
         let bits = self.agreed.server_max_window_bits;
         let c = self.deflater.get_or_insert_with(|| Box::new(pool.take_deflater(bits)));
-        let mut input = plain;
-        while !input.is_empty() {
-            out.reserve(input.len() / 2 + 64);
-            let before = c.total_in();
-            c.compress_vec(input, out, FlushCompress::None).expect("deflate cannot fail on valid state");
-            input = &input[(c.total_in() - before) as usize..];
-        }
+        compress_into(c, plain, out);
     }
 
     /// End the outgoing message: sync-flush and strip the 4-byte tail
@@ -591,23 +618,7 @@ impl PmdCodec {
     pub fn finish_message(&mut self, pool: &mut CodecPool, out: &mut Vec<u8>) {
         let bits = self.agreed.server_max_window_bits;
         let c = self.deflater.get_or_insert_with(|| Box::new(pool.take_deflater(bits)));
-        loop {
-            out.reserve(64);
-            let before = out.len();
-            c.compress_vec(&[], out, FlushCompress::Sync).expect("deflate flush");
-            // Done once a call leaves spare room (the flush fit) or makes no
-            // progress (nothing was pending: zlib emits no second empty block).
-            if out.len() == before || out.len() < out.capacity() {
-                break;
-            }
-        }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
-        }
-        if out.is_empty() {
-            // An empty message compresses to a single 0x00 (RFC 7692 §7.2.3.6).
-            out.push(0x00);
-        }
+        end_message(c, out);
         if self.agreed.server_no_context_takeover {
             if let Some(c) = self.deflater.take() {
                 pool.put_deflater(bits, *c);
