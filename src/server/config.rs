@@ -1,0 +1,84 @@
+//! Every setting of a reactor, each documented with its default.
+
+use crate::proto::deflate::DeflateConfig;
+use crate::proto::handshake::UpgradePolicy;
+use crate::proto::Limits;
+use std::time::Duration;
+
+/// Everything the reactor can be told; every default is documented.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Protocol size limits (request, frame, message, fragments).
+    pub limits: Limits,
+    /// Origin and subprotocol policy for upgrades.
+    pub policy: UpgradePolicy,
+    /// permessage-deflate policy (default: no context takeover).
+    pub deflate: DeflateConfig,
+    /// A connection must complete its upgrade request within this. Default
+    /// 10 s; slow or silent (slowloris) connections are closed after it.
+    pub handshake_timeout: Duration,
+    /// After we send a Close frame or an HTTP error, how long we wait for the
+    /// peer to close before dropping it. Default 5 s.
+    pub close_timeout: Duration,
+    /// On shutdown, how long open connections get to finish their close
+    /// handshake. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Most simultaneous connections; the next one gets HTTP 503 and is
+    /// closed. Default 1,000,000 (in practice the open-file limit binds first).
+    pub max_connections: usize,
+    /// The reactor's single read buffer, in bytes. Default 64 KiB (one per
+    /// reactor, not per connection).
+    pub read_buffer_size: usize,
+    /// Echoes of one read are gathered in a cork buffer of this size and
+    /// written with one syscall; payloads larger than it are written straight
+    /// from the read buffer. Default 64 KiB (one per reactor).
+    pub cork_size: usize,
+    /// Size of a pooled write chunk, in bytes. Default 16 KiB. Chunks hold
+    /// only bytes the kernel refused.
+    pub write_chunk_size: usize,
+    /// Spare chunks kept for reuse. Default 1,024 (16 MiB at 16 KiB).
+    pub max_free_chunks: usize,
+    /// While a connection has more unsent bytes than this, it is not read
+    /// (backpressure); reading resumes below half of it. Default 1 MiB.
+    pub backpressure_bytes: usize,
+    /// Bytes read from one connection per wakeup before others get a turn.
+    /// Default 256 KiB.
+    pub read_budget: usize,
+    /// If a connection stays paused by backpressure this long (the peer does
+    /// not read), it is closed with 1008. Default 30 s.
+    pub backpressure_timeout: Duration,
+    /// Cap on write-chunk memory lent out across all connections. Over it, a
+    /// connection with queued bytes is not read until its queue drains.
+    /// Default 256 MiB.
+    pub max_pool_bytes: usize,
+    /// Keepalive: after this much silence an open connection gets a Ping.
+    /// Default 60 s; None disables keepalive.
+    pub idle_timeout: Option<Duration>,
+    /// Keepalive: if nothing arrives this long after our Ping, close 1001.
+    /// Default 30 s.
+    pub ping_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            policy: UpgradePolicy::default(),
+            deflate: DeflateConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+            max_connections: 1_000_000,
+            read_buffer_size: 64 * 1024,
+            cork_size: 64 * 1024,
+            write_chunk_size: 16 * 1024,
+            max_free_chunks: 1024,
+            backpressure_bytes: 1024 * 1024,
+            read_budget: 256 * 1024,
+            backpressure_timeout: Duration::from_secs(30),
+            max_pool_bytes: 256 << 20,
+            idle_timeout: Some(Duration::from_secs(60)),
+            ping_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! What connection handlers borrow from the reactor: buffers, the write-chunk
+//! pool, timers and the clock — and the small enums they answer with.
+
+use super::config::Config;
+use super::conn::Conn;
+use super::timers::{DeadlineQueue, TimerWheel};
+use crate::pool::BufPool;
+use crate::proto::deflate::CodecPool;
+use std::time::{Duration, Instant};
+
+/// Why the reactor dropped a connection: a value, so logs and metrics can
+/// count closes by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Both Close frames were exchanged (or our last HTTP bytes are out and
+    /// the peer closed).
+    CloseHandshakeDone,
+    /// The peer closed TCP in the Open phase without a Close frame.
+    PeerEofWhileOpen,
+    /// The peer closed TCP before finishing its upgrade request.
+    PeerEofDuringHandshake,
+    /// The peer closed TCP while we were closing.
+    PeerEofWhileClosing,
+    /// A read failed (e.g. connection reset).
+    ReadError,
+    /// A write failed (e.g. connection reset, broken pipe).
+    WriteError,
+    /// The peer broke the protocol after we had started closing.
+    ProtocolErrorWhileClosing,
+    /// The upgrade request did not arrive within `handshake_timeout`.
+    HandshakeTimeout,
+    /// The peer did not finish closing within `close_timeout`.
+    CloseTimeout,
+    /// Still handshaking when the server shut down.
+    Shutdown,
+}
+
+impl DropReason {
+    /// Every reason, for exposition (metrics).
+    pub const ALL: [DropReason; 10] = [
+        DropReason::CloseHandshakeDone,
+        DropReason::PeerEofWhileOpen,
+        DropReason::PeerEofDuringHandshake,
+        DropReason::PeerEofWhileClosing,
+        DropReason::ReadError,
+        DropReason::WriteError,
+        DropReason::ProtocolErrorWhileClosing,
+        DropReason::HandshakeTimeout,
+        DropReason::CloseTimeout,
+        DropReason::Shutdown,
+    ];
+
+    /// A short, stable name (log lines, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::CloseHandshakeDone => "close handshake done",
+            DropReason::PeerEofWhileOpen => "peer closed TCP without a close frame",
+            DropReason::PeerEofDuringHandshake => "peer closed during handshake",
+            DropReason::PeerEofWhileClosing => "peer closed",
+            DropReason::ReadError => "read error",
+            DropReason::WriteError => "write error",
+            DropReason::ProtocolErrorWhileClosing => "protocol error while closing",
+            DropReason::HandshakeTimeout => "handshake timeout",
+            DropReason::CloseTimeout => "close timeout",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What happens to a connection after it was driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Wait for the next event.
+    Keep,
+    /// More input may be waiting: give it another turn after the others.
+    Requeue,
+    /// Close it now.
+    Drop(DropReason),
+}
+
+impl Fate {
+    /// Whether the connection is to be dropped.
+    pub(crate) fn is_drop(self) -> bool {
+        matches!(self, Fate::Drop(_))
+    }
+}
+
+/// How far to read a readable connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMode {
+    /// Stop after a read that did not fill the buffer (the socket is empty).
+    UntilShort,
+    /// Read until WouldBlock or EOF (the event reported the peer's FIN).
+    UntilWouldBlock,
+}
+
+/// Reactor-wide resources that connection handlers borrow.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) cfg: Config,
+    pub(crate) pool: BufPool,
+    /// The one read buffer (always `read_buffer_size` long).
+    pub(crate) readbuf: Vec<u8>,
+    /// Echoes gathered during one read, written with one syscall.
+    pub(crate) cork: Vec<u8>,
+    pub(crate) handshake_timers: DeadlineQueue,
+    pub(crate) close_timers: DeadlineQueue,
+    pub(crate) now: Instant,
+    /// Spare zlib states for permessage-deflate.
+    pub(crate) codecs: CodecPool,
+    /// Scratch for re-compressed echoes.
+    pub(crate) deflate_scratch: Vec<u8>,
+    /// Keepalive and backpressure checks.
+    pub(crate) wheel: TimerWheel,
+    /// `now` in wheel ticks (250 ms) since the reactor started.
+    pub(crate) tick: u32,
+    /// When tick 0 began (the wheel's epoch).
+    pub(crate) wheel_epoch: Instant,
+}
+
+impl Ctx {
+    /// Reactor-wide state for `cfg`, with the clock starting at `start`.
+    pub(crate) fn new(cfg: Config, start: Instant) -> Ctx {
+        Ctx {
+            pool: BufPool::new(cfg.write_chunk_size, cfg.max_free_chunks),
+            readbuf: vec![0; cfg.read_buffer_size.max(1024)],
+            cork: Vec::with_capacity(cfg.cork_size),
+            handshake_timers: DeadlineQueue::new(cfg.handshake_timeout),
+            close_timers: DeadlineQueue::new(cfg.close_timeout),
+            now: start,
+            codecs: CodecPool::new(cfg.deflate.level, 64),
+            deflate_scratch: Vec::new(),
+            wheel: TimerWheel::new(start),
+            tick: 0,
+            wheel_epoch: start,
+            cfg,
+        }
+    }
+
+    /// Advance the clock.
+    pub(crate) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        let since = now.saturating_duration_since(self.wheel_epoch);
+        self.tick = (since.as_nanos() / TimerWheel::SLOT.as_nanos()).min(u32::MAX as u128) as u32;
+    }
+
+    /// `d` in wheel ticks, rounded up.
+    pub(crate) fn ticks(d: Duration) -> u32 {
+        d.as_nanos().div_ceil(TimerWheel::SLOT.as_nanos()).min(u32::MAX as u128) as u32
+    }
+
+    fn instant_of(&self, tick: u32) -> Instant {
+        self.now + TimerWheel::SLOT * tick.saturating_sub(self.tick)
+    }
+
+    /// Make sure the connection's live wheel entry fires no later than
+    /// `tick`.
+    pub(crate) fn arm(&mut self, conn: &mut Conn, key: usize, tick: u32) {
+        let at = self.instant_of(tick);
+        if conn.armed == u32::MAX || self.wheel.tick_of(at) < conn.armed {
+            conn.armed = self.wheel.arm(at, key, conn.id);
+        }
+    }
+
+    /// Whether lent-out write chunks exceed `max_pool_bytes`.
+    pub(crate) fn pool_over_cap(&self) -> bool {
+        self.pool.in_use() * self.pool.chunk_size() > self.cfg.max_pool_bytes
+    }
+}

@@ -1,0 +1,46 @@
+//! The Open phase: frames in, echoes out; leave Open on Close or error.
+
+use super::conn::{Conn, Phase};
+use super::ctx::{Ctx, DropReason, Fate};
+use super::output::{enter_closing, CloseKind, ConnSink};
+use crate::proto::deflate::CodecPool;
+use crate::proto::echo::{self, EchoEnd};
+
+/// Echo every complete frame in `buf`; returns bytes consumed.
+pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
+    let Conn { stream, phase, out, id, pmd, .. } = conn;
+    let Phase::Open(session) = phase else {
+        return (buf.len(), Fate::Keep);
+    };
+    let limits = ctx.cfg.limits;
+    let id = *id;
+    // The codec pool and scratch leave ctx for the call: the sink borrows ctx.
+    let mut codecs = std::mem::replace(&mut ctx.codecs, CodecPool::new(0, 0));
+    let mut scratch = std::mem::take(&mut ctx.deflate_scratch);
+    let compression = pmd.as_deref_mut().map(|codec| echo::Compression {
+        codec,
+        pool: &mut codecs,
+        scratch: &mut scratch,
+        min_size: ctx.cfg.deflate.min_size,
+    });
+    let mut sink = ConnSink { stream, out, ctx, id };
+    let result = echo::echo_frames(session, buf, &limits, &mut sink, compression);
+    ctx.codecs = codecs;
+    ctx.deflate_scratch = scratch;
+    let echoed = match result {
+        Ok(e) => e,
+        Err(_) => return (buf.len(), Fate::Drop(DropReason::WriteError)),
+    };
+    match echoed.end {
+        None => {}
+        Some(EchoEnd::PeerClosed(code)) => {
+            log::info!("conn {id}: close from peer ({}), replied", code.map_or(1005, |c| c.0));
+            enter_closing(conn, ctx, key, CloseKind::Answered);
+        }
+        Some(EchoEnd::Failed(e)) => {
+            log::info!("conn {id}: {e}; closing with {}", e.close_code().0);
+            enter_closing(conn, ctx, key, CloseKind::Discard);
+        }
+    }
+    (echoed.consumed, Fate::Keep)
+}

@@ -1,0 +1,176 @@
+//! Bytes out: the cork, a connection's queue of refused bytes, flushing, and
+//! the transitions into the Closing phase.
+
+use super::conn::{Conn, Phase, Stream};
+use super::ctx::{Ctx, DropReason, Fate};
+use super::io::{self, IoStep};
+use crate::pool::OutQueue;
+use crate::proto::echo::{self, FrameSink};
+use crate::proto::frame::OpCode;
+use crate::proto::CloseCode;
+use std::io::IoSlice;
+
+/// How a connection leaves Open (or Handshaking) for Closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseKind {
+    /// Our last bytes (an HTTP response, or a Close after an error) are
+    /// queued: once out, shut our side and discard input until the peer's EOF.
+    Discard,
+    /// The peer's Close was answered: close TCP as soon as our bytes are out
+    /// (RFC 6455 §7.1.1: "the server SHOULD close the underlying TCP
+    /// connection first").
+    Answered,
+    /// We started a clean close (1001, 1008): keep decoding so the peer's
+    /// Close ends the connection promptly.
+    AwaitPeerClose,
+}
+
+/// The reactor's [`FrameSink`]: frames go to the cork, or straight to the
+/// socket for large payloads, and whatever the kernel refuses to the
+/// connection's queue.
+pub(crate) struct ConnSink<'a> {
+    pub(crate) stream: &'a mut Stream,
+    pub(crate) out: &'a mut OutQueue,
+    pub(crate) ctx: &'a mut Ctx,
+    pub(crate) id: u32,
+}
+
+impl FrameSink for ConnSink<'_> {
+    type Error = std::io::Error;
+
+    #[inline]
+    fn frame(&mut self, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
+        send(self.stream, self.out, self.ctx, header, payload)
+    }
+
+    fn received(&mut self, _opcode: OpCode, fin: bool, payload: &[u8]) {
+        if fin && log::log_enabled!(log::Level::Debug) {
+            let shown = String::from_utf8_lossy(&payload[..payload.len().min(256)]);
+            log::debug!("conn {}: recv: {shown}", self.id);
+        }
+    }
+}
+
+/// Queue one frame (`hdr` + `payload`) for the peer: into the cork if it
+/// fits, else (large payloads) written straight from the caller's buffer.
+pub(crate) fn send(
+    stream: &mut Stream,
+    out: &mut OutQueue,
+    ctx: &mut Ctx,
+    hdr: &[u8],
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let total = hdr.len() + payload.len();
+    if ctx.cork.len() + total <= ctx.cfg.cork_size {
+        ctx.cork.extend_from_slice(hdr);
+        ctx.cork.extend_from_slice(payload);
+        return Ok(());
+    }
+    finish_cork(stream, out, ctx)?;
+    if total <= ctx.cfg.cork_size {
+        ctx.cork.extend_from_slice(hdr);
+        ctx.cork.extend_from_slice(payload);
+        return Ok(());
+    }
+    let written = if out.is_empty() { io::write_now(stream, hdr, payload)? } else { 0 };
+    if written < hdr.len() {
+        out.push(&hdr[written..], &mut ctx.pool);
+        out.push(payload, &mut ctx.pool);
+    } else {
+        out.push(&payload[written - hdr.len()..], &mut ctx.pool);
+    }
+    Ok(())
+}
+
+/// Write the cork with one syscall (behind anything already queued); keep
+/// what the kernel refuses.
+pub(crate) fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx) -> std::io::Result<()> {
+    if ctx.cork.is_empty() {
+        return Ok(());
+    }
+    let written = if out.is_empty() { io::write_now(stream, &ctx.cork, &[]) } else { Ok(0) };
+    let result = match written {
+        Ok(w) => {
+            out.push(&ctx.cork[w..], &mut ctx.pool);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    ctx.cork.clear();
+    result
+}
+
+/// Write queued bytes until done or `WouldBlock`; resume reading when a
+/// backlog has drained below half the cap.
+pub(crate) fn flush_out(conn: &mut Conn, ctx: &mut Ctx) -> Fate {
+    while !conn.out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = conn.out.slices(&mut slices);
+        match io::write_step(&mut conn.stream, &slices[..n]) {
+            Ok(IoStep::Progress(k)) => conn.out.consume(k, &mut ctx.pool),
+            Ok(IoStep::WouldBlock) => break,
+            Ok(IoStep::Eof) | Err(_) => return Fate::Drop(DropReason::WriteError),
+        }
+    }
+    if conn.read_paused
+        && (conn.out.is_empty() || (conn.out.len() <= ctx.cfg.backpressure_bytes / 2 && !ctx.pool_over_cap()))
+    {
+        conn.read_paused = false;
+        return Fate::Requeue;
+    }
+    Fate::Keep
+}
+
+/// After output: finish a Closing connection whose last bytes are out.
+pub(crate) fn after_output(conn: &mut Conn) -> Fate {
+    if let Phase::Closing { linger, write_shut, .. } = &mut conn.phase {
+        if conn.out.is_empty() {
+            if !*linger {
+                return Fate::Drop(DropReason::CloseHandshakeDone);
+            }
+            if !*write_shut {
+                let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                *write_shut = true;
+            }
+        }
+    }
+    Fate::Keep
+}
+
+/// Send one control frame of our own (not an echo) right away.
+pub(crate) fn send_control(conn: &mut Conn, ctx: &mut Ctx, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
+    let id = conn.id;
+    let mut sink = ConnSink { stream: &mut conn.stream, out: &mut conn.out, ctx, id };
+    echo::send_frame(&mut sink, true, 0, opcode, payload)?;
+    finish_cork(&mut conn.stream, &mut conn.out, ctx)
+}
+
+/// Send a Close frame with `code`.
+pub(crate) fn send_close(conn: &mut Conn, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
+    send_control(conn, ctx, OpCode::Close, &code.0.to_be_bytes())
+}
+
+/// Leave Open/Handshaking after queueing our last bytes, and arm the close
+/// deadline.
+pub(crate) fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, kind: CloseKind) {
+    let linger = kind != CloseKind::Answered;
+    let closing = Phase::Closing { linger, write_shut: false, session: None };
+    let session = match std::mem::replace(&mut conn.phase, closing) {
+        Phase::Open(s) if kind == CloseKind::AwaitPeerClose => Some(s),
+        _ => None,
+    };
+    if session.is_none() {
+        conn.inbuf = Vec::new();
+    }
+    conn.set_phase(Phase::Closing { linger, write_shut: false, session });
+    ctx.close_timers.push(ctx.now, key, conn.id);
+}
+
+/// Start a server-initiated close with `code` (we wait for the peer's Close).
+pub(crate) fn close_now(conn: &mut Conn, ctx: &mut Ctx, key: usize, code: CloseCode) -> Fate {
+    if send_close(conn, ctx, code).is_err() {
+        return Fate::Drop(DropReason::WriteError);
+    }
+    enter_closing(conn, ctx, key, CloseKind::AwaitPeerClose);
+    Fate::Keep
+}

@@ -1,0 +1,78 @@
+//! The Handshaking phase: scan the request head, route it (home page or
+//! upgrade), negotiate permessage-deflate, answer 101 or an HTTP error.
+
+use super::conn::{Conn, Phase};
+use super::ctx::{Ctx, Fate};
+use super::output::{enter_closing, CloseKind};
+use crate::proto::deflate::{self, PmdCodec};
+use crate::proto::frame::RSV1;
+use crate::proto::handshake::{self, Route};
+use crate::proto::HandshakeError;
+use crate::proto::{Role, Session};
+
+/// The page served at `GET /`, compiled in.
+pub const HOME_PAGE: &str = include_str!("../../static/home.html");
+
+/// Feed request bytes to the connection's scanner; once the head is
+/// complete, answer it. Returns bytes consumed.
+pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
+    let Phase::Handshaking(scanner) = &mut conn.phase else {
+        return (0, Fate::Keep);
+    };
+    let limits = ctx.cfg.limits;
+    let head = match scanner.feed(buf, &limits) {
+        Ok(None) => return (0, Fate::Keep),
+        Ok(Some(head)) => head,
+        Err(e) => {
+            reject(conn, ctx, key, &e);
+            return (buf.len(), Fate::Keep);
+        }
+    };
+    if head < buf.len() {
+        log::info!("conn {}: client sent data before handshake is complete", conn.id);
+        reject(conn, ctx, key, &handshake::EARLY_DATA);
+        return (buf.len(), Fate::Keep);
+    }
+    match handshake::route(&buf[..head], &ctx.cfg.policy, &limits) {
+        Ok(Route::Home) => {
+            handshake::write_response(&mut ctx.cork, 200, "text/html; charset=utf-8", &[], HOME_PAGE.as_bytes());
+            log::info!("conn {}: GET / (home page)", conn.id);
+            enter_closing(conn, ctx, key, CloseKind::Discard);
+        }
+        Ok(Route::Upgrade(up)) => {
+            let agreed = match up.extensions.as_deref() {
+                Some(offers) => match deflate::negotiate(offers, &ctx.cfg.deflate) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        reject(conn, ctx, key, &e);
+                        return (buf.len(), Fate::Keep);
+                    }
+                },
+                None => None,
+            };
+            let ext = agreed.as_ref().map(|(_, resp)| resp.as_str());
+            handshake::write_switching(&mut ctx.cork, &up, &ctx.cfg.policy, ext, &[]);
+            log::info!("conn {}: upgraded{}", conn.id, if ext.is_some() { " (permessage-deflate)" } else { "" });
+            let mut session = Session::new(Role::Server);
+            if let Some((a, _)) = agreed {
+                session.set_rsv_allowed(RSV1);
+                conn.pmd = Some(Box::new(PmdCodec::new(a)));
+            }
+            conn.set_phase(Phase::Open(session));
+            conn.last_seen = ctx.tick;
+            if let Some(idle) = ctx.cfg.idle_timeout {
+                let at = ctx.tick.saturating_add(Ctx::ticks(idle));
+                ctx.arm(conn, key, at);
+            }
+        }
+        Err(e) => reject(conn, ctx, key, &e),
+    }
+    (buf.len(), Fate::Keep)
+}
+
+/// Answer the request with an HTTP error and close.
+fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
+    log::info!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
+    handshake::write_error(&mut ctx.cork, err);
+    enter_closing(conn, ctx, key, CloseKind::Discard);
+}
