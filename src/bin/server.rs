@@ -127,6 +127,7 @@ fn main() {
             max_frame_payload: args.max_frame,
             max_message: args.max_message,
             max_fragments: args.max_fragments,
+            ..Limits::default()
         },
         policy: UpgradePolicy { origin, subprotocols: args.subprotocols.clone() },
         handshake_timeout: secs(args.handshake_timeout),

@@ -430,6 +430,12 @@ impl PmdCodec {
         &self.agreed
     }
 
+    /// Bytes inflated so far of the compressed message in progress (or of the
+    /// last one, once it ended).
+    pub fn inflated(&self) -> u64 {
+        self.inflated
+    }
+
     /// Whether echoes reuse the received compressed bytes.
     pub fn passthrough(&self) -> bool {
         self.passthrough

@@ -53,6 +53,9 @@ pub struct Echoed {
     pub consumed: usize,
     /// Set when the connection must stop echoing.
     pub end: Option<EchoEnd>,
+    /// Bytes inflated while echoing compressed messages (work that the wire
+    /// size does not show).
+    pub inflated: u64,
 }
 
 /// Write a server (unmasked) frame through `sink`.
@@ -90,6 +93,10 @@ pub struct Compression<'a> {
     /// Re-compressed single-frame messages smaller than this (inflated) are
     /// echoed uncompressed.
     pub min_size: usize,
+    /// Stop after the frame that takes the bytes inflated in this call past
+    /// this (the rest of the buffer is left unconsumed, for a later turn), so
+    /// a compression bomb cannot monopolise the caller. `u64::MAX`: no limit.
+    pub inflate_budget: u64,
 }
 
 /// Echo every complete frame at the front of `buf` (unmasking in place).
@@ -103,7 +110,11 @@ pub fn echo_frames<S: FrameSink>(
     mut compression: Option<Compression<'_>>,
 ) -> Result<Echoed, S::Error> {
     let mut pos = 0;
+    let mut inflated = 0u64;
     while pos < buf.len() {
+        if compression.as_ref().is_some_and(|c| inflated > c.inflate_budget) {
+            break;
+        }
         match session.next(&mut buf[pos..], limits) {
             Ok(None) => break,
             Ok(Some((action, used))) => {
@@ -115,12 +126,19 @@ pub fn echo_frames<S: FrameSink>(
                         match (session.msg_compressed(), compression.as_mut()) {
                             (Some(text), Some(c)) => {
                                 let first = opcode != OpCode::Continuation;
-                                if let Err(e) = echo_compressed(c, sink, p, opcode, fin, rsv, first, text, limits) {
+                                let before = if first { 0 } else { c.codec.inflated() };
+                                let r = echo_compressed(c, sink, p, opcode, fin, rsv, first, text, limits);
+                                inflated += c.codec.inflated().saturating_sub(before);
+                                if let Err(e) = r {
                                     match e {
                                         EchoError::Sink(e) => return Err(e),
                                         EchoError::Protocol(e) => {
                                             send_close(sink, Some(e.close_code()))?;
-                                            return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::Failed(e)) });
+                                            return Ok(Echoed {
+                                                consumed: buf.len(),
+                                                end: Some(EchoEnd::Failed(e)),
+                                                inflated,
+                                            });
                                         }
                                     }
                                 }
@@ -138,17 +156,17 @@ pub fn echo_frames<S: FrameSink>(
                     Action::Close(c) => {
                         let code = c.map(|(code, _)| code);
                         send_close(sink, code)?;
-                        return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::PeerClosed(code)) });
+                        return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::PeerClosed(code)), inflated });
                     }
                 }
             }
             Err(e) => {
                 send_close(sink, Some(e.close_code()))?;
-                return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::Failed(e)) });
+                return Ok(Echoed { consumed: buf.len(), end: Some(EchoEnd::Failed(e)), inflated });
             }
         }
     }
-    Ok(Echoed { consumed: pos, end: None })
+    Ok(Echoed { consumed: pos, end: None, inflated })
 }
 
 enum EchoError<E> {
@@ -227,7 +245,7 @@ mod tests {
         let mut s = Session::new(Role::Server);
         let mut out = Vec::new();
         let r = echo_frames(&mut s, &mut input, &Limits::default(), &mut out, None).unwrap();
-        assert_eq!(r, Echoed { consumed: input.len(), end: None });
+        assert_eq!(r, Echoed { consumed: input.len(), end: None, inflated: 0 });
         assert_eq!(out, expect);
     }
 

@@ -61,6 +61,15 @@ pub struct Limits {
     /// close 1009. Stops floods of tiny fragments that would each cost a
     /// header of work and output.
     pub max_fragments: u32,
+    /// Data frames whose payload is at most this many bytes are held whole
+    /// until they are complete (so ordinary traffic keeps its framing);
+    /// larger ones are **streamed**: each piece is returned as soon as it
+    /// arrives, as a frame of its own (the first with the frame's opcode, then
+    /// continuations, the last with the frame's FIN — RFC 6455 §5.4 lets an
+    /// intermediary-like echo re-fragment). Default 16 KiB (one write chunk).
+    /// 0 streams every data frame: the reactor uses it when its budget for
+    /// held input is spent, so a connection then holds at most a frame header.
+    pub max_held_frame: u64,
 }
 
 impl Default for Limits {
@@ -71,6 +80,7 @@ impl Default for Limits {
             max_frame_payload: 16 * 1024 * 1024,
             max_message: 16 * 1024 * 1024,
             max_fragments: 131_072,
+            max_held_frame: 16 * 1024,
         }
     }
 }

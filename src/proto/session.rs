@@ -8,9 +8,14 @@
 //! so the caller can copy them straight out.
 //!
 //! Data is reported **frame by frame**: a fragmented message yields one
-//! `Action::Data` per fragment, so nothing is reassembled and a connection
-//! buffers at most one frame. Text is still validated across fragments and
-//! across reads, failing at the first byte that cannot be UTF-8.
+//! `Action::Data` per fragment, so nothing is reassembled. A frame larger
+//! than [`Limits::max_held_frame`] is not awaited whole either: it is
+//! **streamed**, each arriving piece returned at once as a frame of its own
+//! (the first piece with the frame's opcode and RSV bits, then
+//! continuations, the last with the frame's FIN), so a caller buffers at
+//! most a frame header (≤ 14 bytes) of it. Text is still validated across
+//! pieces, fragments and reads, failing at the first byte that cannot be
+//! UTF-8 (≤ 3 bytes of a split code point are carried).
 
 use super::close::{parse_close_payload, CloseCode};
 use super::error::ProtocolError;
@@ -19,6 +24,10 @@ use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{Limits, Role};
 use std::ops::Range;
+
+/// Frame and message lengths are kept in 32 bits (a smaller `Session` per
+/// connection): limits above 4 GiB − 1 act as 4 GiB − 1.
+const MAX_LEN: u64 = u32::MAX as u64;
 
 /// What the caller owes the peer after a complete frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +54,7 @@ pub enum Action {
     Close(Option<(CloseCode, Range<usize>)>),
 }
 
-/// Decoding state of one connection: 32 bytes.
+/// Decoding state of one connection (32 bytes; see the size test).
 #[derive(Debug, Clone)]
 pub struct Session {
     /// Which side we are; decides the MASK rule.
@@ -62,10 +71,16 @@ pub struct Session {
     /// Frames of the message in progress so far.
     fragments: u32,
     /// Payload bytes of the message in progress so far.
-    msg_len: u64,
-    /// Payload bytes of the (incomplete) frame at the front of the buffer that
-    /// were already unmasked and validated by an earlier call.
-    partial_done: u64,
+    msg_len: u32,
+    /// A held (incomplete) frame at the front of the buffer: payload bytes
+    /// already unmasked and validated by an earlier call. A streamed frame:
+    /// payload bytes already returned (the mask phase of the next piece).
+    partial_done: u32,
+    /// Payload bytes of the streamed frame still to come (0: no frame is
+    /// being streamed, the buffer starts with a frame header).
+    stream_left: u32,
+    /// The streamed frame's masking key (zeros when unmasked).
+    stream_key: [u8; 4],
     /// UTF-8 state carried across reads and fragments.
     utf8: Utf8Validator,
 }
@@ -82,6 +97,8 @@ impl Session {
             fragments: 0,
             msg_len: 0,
             partial_done: 0,
+            stream_left: 0,
+            stream_key: [0; 4],
             utf8: Utf8Validator::new(),
         }
     }
@@ -102,6 +119,12 @@ impl Session {
         self.in_message
     }
 
+    /// Whether a frame is being streamed: the next bytes are the rest of its
+    /// payload, not a frame header.
+    pub fn mid_frame(&self) -> bool {
+        self.stream_left > 0
+    }
+
     /// Whether the message of the last data frame returned is compressed
     /// (its first frame had RSV1) and, if so, whether it is text.
     pub fn msg_compressed(&self) -> Option<bool> {
@@ -116,10 +139,14 @@ impl Session {
     /// connection with. On `Ok(None)` a partial text payload has already been
     /// validated, so invalid UTF-8 fails fast inside a frame.
     pub fn next(&mut self, buf: &mut [u8], limits: &Limits) -> Result<Option<(Action, usize)>, ProtocolError> {
-        let (h, hlen) = match FrameHeader::decode(buf, self.role, self.rsv_allowed, limits.max_frame_payload)? {
-            Some(x) => x,
-            None => return Ok(None),
-        };
+        if self.stream_left > 0 {
+            return self.stream_piece(buf, 0, OpCode::Continuation, 0);
+        }
+        let (h, hlen) =
+            match FrameHeader::decode(buf, self.role, self.rsv_allowed, limits.max_frame_payload.min(MAX_LEN))? {
+                Some(x) => x,
+                None => return Ok(None),
+            };
         let len = h.payload_len;
         let is_data = !h.opcode.is_control();
         if is_data {
@@ -134,8 +161,8 @@ impl Session {
             if h.opcode == OpCode::Continuation && h.rsv != 0 {
                 return Err(ProtocolError::ReservedBits);
             }
-            let have = if self.in_message { self.msg_len } else { 0 };
-            if len > limits.max_message.saturating_sub(have) {
+            let have = if self.in_message { self.msg_len as u64 } else { 0 };
+            if len > limits.max_message.min(MAX_LEN).saturating_sub(have) {
                 return Err(ProtocolError::MessageTooBig);
             }
             if self.in_message && self.fragments >= limits.max_fragments {
@@ -152,10 +179,17 @@ impl Session {
         };
 
         let avail = (buf.len() - hlen) as u64;
+        if avail < len && is_data && len > limits.max_held_frame && avail > 0 {
+            // Too large to hold: stream it, starting with what is here.
+            self.begin_data_frame(h.opcode, h.fin, h.rsv, len);
+            self.stream_left = len as u32;
+            self.stream_key = h.mask.unwrap_or([0; 4]);
+            return self.stream_piece(buf, hlen, h.opcode, h.rsv);
+        }
         if avail < len {
             // Incomplete: unmask and validate what is here, so bad UTF-8 fails
             // now rather than when the last byte of a large frame arrives.
-            if is_data && avail > self.partial_done {
+            if is_data && avail > self.partial_done as u64 {
                 let from = hlen + self.partial_done as usize;
                 let part = &mut buf[from..];
                 if let Some(key) = h.mask {
@@ -164,7 +198,7 @@ impl Session {
                 if text {
                     self.utf8.push(part).map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
-                self.partial_done = avail;
+                self.partial_done = avail as u32;
             }
             return Ok(None);
         }
@@ -191,25 +225,76 @@ impl Session {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
                 }
-                if h.opcode != OpCode::Continuation {
-                    self.msg_text = h.opcode == OpCode::Text;
-                    self.msg_compressed = h.rsv & super::frame::RSV1 != 0;
-                    self.msg_len = 0;
-                    self.fragments = 0;
-                }
-                if h.fin {
-                    self.in_message = false;
-                    self.msg_len = 0;
-                    self.fragments = 0;
-                } else {
-                    self.in_message = true;
-                    self.msg_len += len;
-                    self.fragments += 1;
-                }
+                self.begin_data_frame(h.opcode, h.fin, h.rsv, len);
                 Action::Data { opcode: h.opcode, fin: h.fin, rsv: h.rsv, payload }
             }
         };
         Ok(Some((action, end)))
+    }
+
+    /// Message bookkeeping for a data frame whose header was accepted (done
+    /// up front for a streamed frame: no other data frame can start before
+    /// it ends).
+    fn begin_data_frame(&mut self, opcode: OpCode, fin: bool, rsv: u8, len: u64) {
+        if opcode != OpCode::Continuation {
+            self.msg_text = opcode == OpCode::Text;
+            self.msg_compressed = rsv & super::frame::RSV1 != 0;
+            self.msg_len = 0;
+            self.fragments = 0;
+        }
+        if fin {
+            self.in_message = false;
+            self.msg_len = 0;
+            self.fragments = 0;
+        } else {
+            self.in_message = true;
+            self.msg_len += len as u32;
+            self.fragments += 1;
+        }
+    }
+
+    /// Return the next piece of the streamed frame: the payload bytes at
+    /// `buf[hlen..]` (up to what the frame has left), unmasked and validated.
+    /// `opcode`/`rsv` are the piece's: the frame's own for its first piece,
+    /// Continuation/0 after. On the first piece (`hlen > 0`) the first
+    /// `partial_done` bytes may already be unmasked (the frame was held
+    /// before the reactor's budget made it stream).
+    fn stream_piece(
+        &mut self,
+        buf: &mut [u8],
+        hlen: usize,
+        opcode: OpCode,
+        rsv: u8,
+    ) -> Result<Option<(Action, usize)>, ProtocolError> {
+        let avail = (buf.len() - hlen) as u64;
+        if avail == 0 {
+            return Ok(None);
+        }
+        let take = avail.min(self.stream_left as u64) as u32;
+        // Frame offset of this piece's first byte, and how many of its bytes
+        // an earlier call already unmasked.
+        let (start, done) = if hlen > 0 { (0, self.partial_done) } else { (self.partial_done, 0) };
+        let end = hlen + take as usize;
+        let fresh = &mut buf[hlen + done as usize..end];
+        if self.role == Role::Server {
+            apply_mask(fresh, self.stream_key, (start + done) as usize);
+        }
+        // Text that is not compressed is validated as it streams.
+        if self.msg_text && !self.msg_compressed {
+            self.utf8.push(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.partial_done = start + take;
+        self.stream_left -= take;
+        // The frame's FIN was booked in `in_message` when streaming began.
+        let last = self.stream_left == 0;
+        let fin = last && !self.in_message;
+        if last {
+            self.partial_done = 0;
+            if fin && self.msg_text && !self.msg_compressed {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        Ok(Some((Action::Data { opcode, fin, rsv, payload: hlen..end }, end)))
     }
 }
 

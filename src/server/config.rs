@@ -41,14 +41,34 @@ pub struct Config {
     /// While a connection has more unsent bytes than this, it is not read
     /// (backpressure); reading resumes below half of it. Default 1 MiB.
     pub backpressure_bytes: usize,
-    /// Bytes read from one connection per wakeup before others get a turn.
-    /// Default 256 KiB.
+    /// Work one connection may do per wakeup before others get a turn:
+    /// bytes read plus bytes inflated (a compressed message costs its
+    /// inflated size, not its wire size). Default 256 KiB.
     pub read_budget: usize,
+    /// Reactor-wide budget for held input: unfinished request heads and small
+    /// frames kept between reads (each at most `max_request_bytes` /
+    /// `Limits::max_held_frame` + 14). Over it, frames are streamed instead of
+    /// held (a connection keeps at most a 14-byte frame header) and a request
+    /// head that would have to be held is answered 503. Default 16 MiB.
+    pub max_held_input: usize,
+    /// A frame whose header has arrived must be complete within this, or the
+    /// connection is closed with 1008 (slow-drip frames, like slowloris for
+    /// the handshake). Not counted while the connection is paused by
+    /// backpressure. Default 30 s.
+    pub frame_timeout: Duration,
+    /// Most connections accepted per wakeup before the others get a turn.
+    /// Default 256.
+    pub accepts_per_wakeup: usize,
     /// If a connection stays paused by backpressure this long (the peer does
     /// not read), it is closed with 1008. Default 30 s.
     pub backpressure_timeout: Duration,
-    /// Cap on write-chunk memory lent out across all connections. Over it, a
-    /// connection with queued bytes is not read until its queue drains.
+    /// Cap on write-chunk memory lent out across all connections. Checked
+    /// before each read: a read is never larger than the room left (less two
+    /// chunks of slack), and with no room the connection is not read until
+    /// chunks come back (a peer that never reads is closed 1008 after
+    /// `backpressure_timeout`). Exact for plain and passed-through echoes; a
+    /// re-compressed echo (context takeover) can exceed its input by its
+    /// compression ratio, and the check after the read then pauses it.
     /// Default 256 MiB.
     pub max_pool_bytes: usize,
     /// Keepalive: after this much silence an open connection gets a Ping.
@@ -75,6 +95,9 @@ impl Default for Config {
             max_free_chunks: 1024,
             backpressure_bytes: 1024 * 1024,
             read_budget: 256 * 1024,
+            max_held_input: 16 << 20,
+            frame_timeout: Duration::from_secs(30),
+            accepts_per_wakeup: 256,
             backpressure_timeout: Duration::from_secs(30),
             max_pool_bytes: 256 << 20,
             idle_timeout: Some(Duration::from_secs(60)),

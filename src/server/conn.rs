@@ -40,6 +40,19 @@ impl Phase {
     pub fn reads_input(&self) -> bool {
         matches!(self, Phase::Handshaking(_) | Phase::Open(_) | Phase::Closing { session: Some(_), .. })
     }
+
+    /// Whether the socket is read at all. Once we have sent our last bytes
+    /// after an error, or answered the peer's Close, nothing more is read
+    /// until those bytes are out (reading could only show an EOF that must
+    /// not cut them short); after that, a lingering connection reads (and
+    /// discards) until the peer's EOF.
+    pub fn reads_socket(&self) -> bool {
+        match self {
+            Phase::Handshaking(_) | Phase::Open(_) => true,
+            Phase::Closing { session: Some(_), .. } => true,
+            Phase::Closing { session: None, write_shut, .. } => *write_shut,
+        }
+    }
 }
 
 /// One accepted connection.
@@ -52,9 +65,11 @@ pub struct Conn {
     pub id: u32,
     /// Lifecycle phase (and the protocol state that lives in it).
     pub phase: Phase,
-    /// Bytes of an unfinished request head or frame. Empty — and holding no
-    /// allocation — whenever the connection is between frames.
-    pub inbuf: Vec<u8>,
+    /// Bytes of an unfinished request head, frame header or small frame
+    /// (at most `Limits::max_held_frame` of payload), in an allocation of
+    /// exactly their size. None — no allocation — between frames and while a
+    /// large frame streams.
+    pub inbuf: Option<Box<[u8]>>,
     /// Bytes the kernel refused, in pooled chunks.
     pub out: OutQueue,
     /// Reading is paused because `out` is over the backpressure cap.
@@ -71,6 +86,9 @@ pub struct Conn {
     pub armed: u32,
     /// A keepalive ping is out and unanswered.
     pub ping_sent: bool,
+    /// Reactor tick when the frame in progress began (u32::MAX: none): a
+    /// frame must be finished within `frame_timeout`.
+    pub frame_since: u32,
 }
 
 impl Conn {
@@ -80,7 +98,7 @@ impl Conn {
             stream,
             id,
             phase: Phase::Handshaking(RequestScanner::default()),
-            inbuf: Vec::new(),
+            inbuf: None,
             out: OutQueue::default(),
             read_paused: false,
             queued: false,
@@ -89,6 +107,16 @@ impl Conn {
             paused_at: 0,
             armed: u32::MAX,
             ping_sent: false,
+            frame_since: u32::MAX,
+        }
+    }
+
+    /// Reading resumes after a backpressure pause; a frame in progress gets
+    /// a fresh `frame_timeout` (the pause was not the peer's doing).
+    pub fn resume_reading(&mut self, tick: u32) {
+        self.read_paused = false;
+        if self.frame_since != u32::MAX {
+            self.frame_since = tick;
         }
     }
 

@@ -116,14 +116,26 @@ pub(crate) struct Ctx {
     pub(crate) tick: u32,
     /// When tick 0 began (the wheel's epoch).
     pub(crate) wheel_epoch: Instant,
+    /// Bytes held in connections' `inbuf`s (bounded by `max_held_input`).
+    pub(crate) held_bytes: usize,
+    /// Bytes inflated during the current read (counted in the read budget).
+    pub(crate) work: usize,
+    /// Connections not read because the write-chunk pool is at its cap:
+    /// (slab key, id). Given a turn when chunks come back.
+    pub(crate) pool_waiters: Vec<(usize, u32)>,
 }
 
 impl Ctx {
     /// Reactor-wide state for `cfg`, with the clock starting at `start`.
-    pub(crate) fn new(cfg: Config, start: Instant) -> Ctx {
+    pub(crate) fn new(mut cfg: Config, start: Instant) -> Ctx {
+        // Held bytes are copied to the front of the read buffer before each
+        // read, so whatever may be held must leave room for reading.
+        let readbuf_len = cfg.read_buffer_size.max(2 * cfg.limits.max_request_bytes).max(4096);
+        let held_max = (readbuf_len / 2 - crate::proto::MAX_HEADER_LEN) as u64;
+        cfg.limits.max_held_frame = cfg.limits.max_held_frame.min(held_max);
         Ctx {
             pool: BufPool::new(cfg.write_chunk_size, cfg.max_free_chunks),
-            readbuf: vec![0; cfg.read_buffer_size.max(1024)],
+            readbuf: vec![0; readbuf_len],
             cork: Vec::with_capacity(cfg.cork_size),
             handshake_timers: DeadlineQueue::new(cfg.handshake_timeout),
             close_timers: DeadlineQueue::new(cfg.close_timeout),
@@ -133,6 +145,9 @@ impl Ctx {
             wheel: TimerWheel::new(start),
             tick: 0,
             wheel_epoch: start,
+            held_bytes: 0,
+            work: 0,
+            pool_waiters: Vec::new(),
             cfg,
         }
     }
@@ -164,6 +179,28 @@ impl Ctx {
 
     /// Whether lent-out write chunks exceed `max_pool_bytes`.
     pub(crate) fn pool_over_cap(&self) -> bool {
-        self.pool.in_use() * self.pool.chunk_size() > self.cfg.max_pool_bytes
+        self.pool_bytes() > self.cfg.max_pool_bytes
+    }
+
+    /// Replace the connection's held input with a right-sized copy of
+    /// `bytes` (none if empty), keeping `held_bytes` in step.
+    pub(crate) fn set_inbuf(&mut self, conn: &mut Conn, bytes: &[u8]) {
+        let old = conn.inbuf.as_deref().map_or(0, <[u8]>::len);
+        if old == 0 && bytes.is_empty() {
+            return;
+        }
+        self.held_bytes = self.held_bytes - old + bytes.len();
+        conn.inbuf = (!bytes.is_empty()).then(|| Box::from(bytes));
+    }
+
+    /// Bytes of write chunks lent out.
+    pub(crate) fn pool_bytes(&self) -> usize {
+        self.pool.in_use() * self.pool.chunk_size()
+    }
+
+    /// How many bytes one read may take so that echoing them cannot push
+    /// the pool past its cap (two chunks of slack for partly filled chunks).
+    pub(crate) fn pool_room(&self) -> usize {
+        self.cfg.max_pool_bytes.saturating_sub(self.pool_bytes()).saturating_sub(2 * self.pool.chunk_size())
     }
 }

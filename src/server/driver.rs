@@ -1,91 +1,163 @@
 //! One connection's turn: read, hand the bytes to its phase, write what that
 //! produced, and apply backpressure.
+//!
+//! Input lives in the reactor's one read buffer. A connection keeps bytes
+//! between reads only when a request head, a frame header or a small frame
+//! (≤ `Limits::max_held_frame`) is unfinished; they are copied back to the
+//! front of the read buffer before the next read, so the bytes are always
+//! decoded in one contiguous slice, and what is left over is stored in an
+//! allocation of exactly its size. Large frames are streamed, never held.
 
 use super::conn::{Conn, Phase};
 use super::ctx::{Ctx, DropReason, Fate, ReadMode};
 use super::io::{self, IoStep};
 use super::open::echo_frames;
-use super::output::finish_cork;
-use super::upgrade::handshake_input;
+use super::output::{enter_closing, finish_cork, CloseKind};
+use super::upgrade::{handshake_input, reject_busy};
 use crate::proto::Action;
 
-/// Read and process until `WouldBlock`, the budget, or backpressure.
+/// Read and process until `WouldBlock`, the budget, backpressure, or the
+/// phase stops reading.
 pub(crate) fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize, mode: ReadMode) -> Fate {
     let mut budget = ctx.cfg.read_budget;
     loop {
-        if conn.read_paused {
+        if conn.read_paused || !conn.phase.reads_socket() {
             return Fate::Keep;
         }
-        let n = match io::read_step(&mut conn.stream, &mut ctx.readbuf) {
-            Ok(IoStep::Progress(n)) => n,
-            Ok(IoStep::WouldBlock) => return Fate::Keep,
-            Ok(IoStep::Eof) => {
-                return Fate::Drop(match conn.phase {
-                    Phase::Open(_) => DropReason::PeerEofWhileOpen,
-                    Phase::Handshaking(_) => DropReason::PeerEofDuringHandshake,
-                    Phase::Closing { .. } => DropReason::PeerEofWhileClosing,
-                })
+        let spill = conn.inbuf.as_deref().map_or(0, <[u8]>::len);
+        // Never read more than the write-chunk pool could take back as echo.
+        let room = (ctx.readbuf.len() - spill).min(ctx.pool_room());
+        if room == 0 && spill < ctx.readbuf.len() {
+            return pause_for_pool(conn, ctx, key);
+        }
+        let mut buf = std::mem::take(&mut ctx.readbuf);
+        if let Some(held) = conn.inbuf.as_deref() {
+            buf[..spill].copy_from_slice(held);
+        }
+        let n = if room == 0 {
+            0 // the held bytes alone fill the buffer: process them first
+        } else {
+            match io::read_step(&mut conn.stream, &mut buf[spill..spill + room]) {
+                Ok(IoStep::Progress(n)) => n,
+                Ok(IoStep::WouldBlock) => {
+                    ctx.readbuf = buf;
+                    return Fate::Keep;
+                }
+                Ok(IoStep::Eof) => {
+                    ctx.readbuf = buf;
+                    return on_peer_eof(conn, ctx, key);
+                }
+                Err(_) => {
+                    ctx.readbuf = buf;
+                    return Fate::Drop(DropReason::ReadError);
+                }
             }
-            Err(_) => return Fate::Drop(DropReason::ReadError),
         };
         if matches!(conn.phase, Phase::Open(_)) {
             conn.last_seen = ctx.tick;
             conn.ping_sent = false;
         }
-        if let Fate::Drop(why) = process_input(conn, ctx, key, n) {
-            return Fate::Drop(why);
+        ctx.work = 0;
+        let fate = process_input(conn, ctx, key, &mut buf[..spill + n]);
+        ctx.readbuf = buf;
+        if fate.is_drop() {
+            return fate;
         }
         if conn.out.len() > ctx.cfg.backpressure_bytes || (!conn.out.is_empty() && ctx.pool_over_cap()) {
             log::debug!("conn {}: {} bytes unsent, pausing reads", conn.id, conn.out.len());
-            conn.read_paused = true;
-            conn.paused_at = ctx.tick;
-            let deadline = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
-            ctx.arm(conn, key, deadline);
+            pause(conn, ctx, key);
             return Fate::Keep;
         }
-        if n >= budget {
+        let used = n + ctx.work;
+        if used >= budget || (n == 0 && conn.inbuf.is_some()) {
             return Fate::Requeue;
         }
-        budget -= n;
-        if mode == ReadMode::UntilShort && n < ctx.readbuf.len() {
+        budget -= used;
+        if mode == ReadMode::UntilShort && n < room {
             return Fate::Keep;
         }
     }
 }
 
-/// Feed `n` freshly read bytes (in `ctx.readbuf`) through the connection's
-/// phase, keeping any unfinished request or frame in `conn.inbuf`, then write
-/// the resulting output.
-fn process_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, n: usize) -> Fate {
+/// Stop reading a connection whose queue is over the cap; the backpressure
+/// deadline closes it 1008 if the peer never reads.
+fn pause(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
+    conn.read_paused = true;
+    conn.paused_at = ctx.tick;
+    let deadline = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
+    ctx.arm(conn, key, deadline);
+}
+
+/// The pool has no room for this connection's echoes: do not read it until
+/// chunks come back.
+fn pause_for_pool(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
+    log::debug!("conn {}: write-chunk pool at its cap, pausing reads", conn.id);
+    pause(conn, ctx, key);
+    ctx.pool_waiters.push((key, conn.id));
+    Fate::Keep
+}
+
+/// The peer shut its sending side. Whatever we still owe it (echoes, our
+/// Close, an HTTP response) is written first; then the connection closes.
+fn on_peer_eof(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
+    let why = match conn.phase {
+        Phase::Open(_) => DropReason::PeerEofWhileOpen,
+        Phase::Handshaking(_) => DropReason::PeerEofDuringHandshake,
+        Phase::Closing { .. } => DropReason::PeerEofWhileClosing,
+    };
+    if conn.out.is_empty() {
+        return Fate::Drop(why);
+    }
+    log::debug!("conn {}: {} after EOF, {} bytes still to write", conn.id, why.as_str(), conn.out.len());
+    if !matches!(conn.phase, Phase::Closing { .. }) {
+        enter_closing(conn, ctx, key, CloseKind::Answered);
+    } else if let Phase::Closing { linger, session, .. } = &mut conn.phase {
+        *linger = false;
+        *session = None;
+    }
+    ctx.set_inbuf(conn, &[]);
+    Fate::Keep
+}
+
+/// Feed `buf` (held bytes, then freshly read ones) through the connection's
+/// phase, keep what is unfinished in `conn.inbuf`, then write the output.
+fn process_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> Fate {
     if !conn.phase.reads_input() {
+        ctx.set_inbuf(conn, &[]);
         return Fate::Keep; // Closing: input is discarded.
     }
-    let from_inbuf = !conn.inbuf.is_empty();
-    let mut buf = if from_inbuf {
-        conn.inbuf.extend_from_slice(&ctx.readbuf[..n]);
-        std::mem::take(&mut conn.inbuf)
+    let (consumed, mut fate) = consume(conn, ctx, key, buf);
+    let rest = if conn.phase.reads_input() { &buf[consumed..] } else { &[][..] };
+    let old = conn.inbuf.as_deref().map_or(0, <[u8]>::len);
+    if matches!(conn.phase, Phase::Handshaking(_))
+        && !rest.is_empty()
+        && ctx.held_bytes - old + rest.len() > ctx.cfg.max_held_input
+    {
+        reject_busy(conn, ctx, key);
+        ctx.set_inbuf(conn, &[]);
     } else {
-        std::mem::take(&mut ctx.readbuf)
-    };
-    let len = if from_inbuf { buf.len() } else { n };
-    let (consumed, fate) = consume(conn, ctx, key, &mut buf[..len]);
-    let rest = if conn.phase.reads_input() { &buf[consumed..len] } else { &[][..] };
-    if from_inbuf {
-        if !rest.is_empty() {
-            buf.drain(..consumed);
-            conn.inbuf = buf;
-        } // else: dropped, so a connection between frames holds no buffer.
-    } else {
-        if !rest.is_empty() {
-            conn.inbuf.extend_from_slice(rest);
-        }
-        ctx.readbuf = buf;
+        ctx.set_inbuf(conn, rest);
     }
-    let w = finish_cork(&mut conn.stream, &mut conn.out, ctx);
-    if w.is_err() {
-        return Fate::Drop(DropReason::WriteError);
+    track_frame_deadline(conn, ctx, key);
+    if finish_cork(&mut conn.stream, &mut conn.out, ctx).is_err() {
+        fate = Fate::Drop(DropReason::WriteError);
     }
     fate
+}
+
+/// Start or stop the clock of the frame in progress (slow-drip frames).
+fn track_frame_deadline(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
+    let in_frame = match &conn.phase {
+        Phase::Open(session) => conn.inbuf.is_some() || session.mid_frame(),
+        _ => false,
+    };
+    if !in_frame {
+        conn.frame_since = u32::MAX;
+    } else if conn.frame_since == u32::MAX {
+        conn.frame_since = ctx.tick;
+        let at = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.frame_timeout));
+        ctx.arm(conn, key, at);
+    }
 }
 
 /// Interpret bytes according to the phase; returns bytes consumed.
@@ -98,7 +170,14 @@ fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize
             let mut pos = 0;
             while pos < buf.len() {
                 match session.next(&mut buf[pos..], &ctx.cfg.limits) {
-                    Ok(Some((Action::Close(_), _))) => return (buf.len(), Fate::Drop(DropReason::CloseHandshakeDone)),
+                    Ok(Some((Action::Close(_), _))) => {
+                        if conn.out.is_empty() {
+                            return (buf.len(), Fate::Drop(DropReason::CloseHandshakeDone));
+                        }
+                        // Our Close is still queued: close once it is out.
+                        conn.phase = Phase::Closing { linger: false, write_shut: false, session: None };
+                        return (buf.len(), Fate::Keep);
+                    }
                     Ok(Some((_, used))) => pos += used,
                     Ok(None) => break,
                     Err(_) => return (buf.len(), Fate::Drop(DropReason::ProtocolErrorWhileClosing)),

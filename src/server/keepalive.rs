@@ -14,10 +14,21 @@ pub(crate) fn check_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
     }
     let now = ctx.tick;
     let mut next = u32::MAX;
-    if conn.read_paused {
+    // Only a connection with bytes of its own queued is to blame for a
+    // pause; one waiting for room in the shared pool is not.
+    if conn.read_paused && !conn.out.is_empty() {
         let limit = conn.paused_at.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
         if now >= limit {
             log::warn!("conn {}: peer not reading for {:?}, closing with 1008", conn.id, ctx.cfg.backpressure_timeout);
+            return close_now(conn, ctx, key, CloseCode::POLICY);
+        }
+        next = limit;
+    } else if conn.read_paused {
+        next = now.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
+    } else if conn.frame_since != u32::MAX {
+        let limit = conn.frame_since.saturating_add(Ctx::ticks(ctx.cfg.frame_timeout));
+        if now >= limit {
+            log::info!("conn {}: frame unfinished after {:?}, closing with 1008", conn.id, ctx.cfg.frame_timeout);
             return close_now(conn, ctx, key, CloseCode::POLICY);
         }
         next = limit;

@@ -12,7 +12,11 @@ pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut 
     let Phase::Open(session) = phase else {
         return (buf.len(), Fate::Keep);
     };
-    let limits = ctx.cfg.limits;
+    let mut limits = ctx.cfg.limits;
+    if ctx.held_bytes >= ctx.cfg.max_held_input {
+        limits.max_held_frame = 0; // budget spent: stream every frame
+    }
+    let inflate_budget = ctx.cfg.read_budget as u64;
     let id = *id;
     // The codec pool and scratch leave ctx for the call: the sink borrows ctx.
     let mut codecs = std::mem::replace(&mut ctx.codecs, CodecPool::new(0, 0));
@@ -22,6 +26,7 @@ pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut 
         pool: &mut codecs,
         scratch: &mut scratch,
         min_size: ctx.cfg.deflate.min_size,
+        inflate_budget,
     });
     let mut sink = ConnSink { stream, out, ctx, id };
     let result = echo::echo_frames(session, buf, &limits, &mut sink, compression);
@@ -31,6 +36,7 @@ pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut 
         Ok(e) => e,
         Err(_) => return (buf.len(), Fate::Drop(DropReason::WriteError)),
     };
+    ctx.work += echoed.inflated.min(usize::MAX as u64) as usize;
     match echoed.end {
         None => {}
         Some(EchoEnd::PeerClosed(code)) => {

@@ -115,13 +115,15 @@ pub(crate) fn flush_out(conn: &mut Conn, ctx: &mut Ctx) -> Fate {
     if conn.read_paused
         && (conn.out.is_empty() || (conn.out.len() <= ctx.cfg.backpressure_bytes / 2 && !ctx.pool_over_cap()))
     {
-        conn.read_paused = false;
+        conn.resume_reading(ctx.tick);
         return Fate::Requeue;
     }
     Fate::Keep
 }
 
-/// After output: finish a Closing connection whose last bytes are out.
+/// After output: finish a Closing connection whose last bytes are out —
+/// close it, or shut our sending side and give it a turn to read (and
+/// discard) until the peer's EOF, which may already be waiting.
 pub(crate) fn after_output(conn: &mut Conn) -> Fate {
     if let Phase::Closing { linger, write_shut, .. } = &mut conn.phase {
         if conn.out.is_empty() {
@@ -131,6 +133,7 @@ pub(crate) fn after_output(conn: &mut Conn) -> Fate {
             if !*write_shut {
                 let _ = conn.stream.shutdown(std::net::Shutdown::Write);
                 *write_shut = true;
+                return Fate::Requeue;
             }
         }
     }
@@ -160,7 +163,7 @@ pub(crate) fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, kind: Cl
         _ => None,
     };
     if session.is_none() {
-        conn.inbuf = Vec::new();
+        ctx.set_inbuf(conn, &[]);
     }
     conn.set_phase(Phase::Closing { linger, write_shut: false, session });
     ctx.close_timers.push(ctx.now, key, conn.id);

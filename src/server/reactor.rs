@@ -59,6 +59,9 @@ pub struct Server {
     drain_deadline: Option<Instant>,
     /// After an accept error (e.g. out of file descriptors), retry then.
     accept_retry: Option<Instant>,
+    /// The last accept turn stopped at `accepts_per_wakeup`: accept again
+    /// after the other connections' turn.
+    accept_pending: bool,
     /// Whether accepted sockets inherit TCP_NODELAY from the listener
     /// (learned from the first one).
     nodelay_inherited: Option<bool>,
@@ -94,6 +97,7 @@ impl Server {
             shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), waker },
             drain_deadline: None,
             accept_retry: None,
+            accept_pending: false,
             nodelay_inherited: None,
             next_id: 1,
         })
@@ -158,6 +162,10 @@ impl Server {
                     self.drive(key, Some(ReadMode::UntilShort), false);
                 }
             }
+            if self.accept_pending {
+                self.accept();
+            }
+            self.wake_pool_waiters();
             self.expire_timers();
             if let Some(deadline) = self.drain_deadline {
                 if self.conns.is_empty() || self.ctx.now >= deadline {
@@ -169,7 +177,7 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.accept_pending {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -186,10 +194,11 @@ impl Server {
     }
 
     fn accept(&mut self) {
+        self.accept_pending = false;
         let Some(listener) = self.listener.as_ref() else {
             return;
         };
-        loop {
+        for _ in 0..self.ctx.cfg.accepts_per_wakeup {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.ctx.cfg.max_connections {
@@ -230,17 +239,20 @@ impl Server {
                     self.ctx.handshake_timers.push(self.ctx.now, key, id);
                     log::info!("conn {id}: accepted from {peer}");
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // Typically EMFILE. The pending connection stays in the
                     // backlog and epoll will not repeat the edge: retry soon.
                     log::warn!("accept: {e}; retrying in 100 ms");
                     self.accept_retry = Some(self.ctx.now + Duration::from_millis(100));
-                    break;
+                    return;
                 }
             }
         }
+        // Out of turns with connections possibly still waiting: epoll will
+        // not repeat the edge, so accept again after the others' turn.
+        self.accept_pending = true;
     }
 
     /// Handle readiness for connection `key` and settle its fate.
@@ -257,18 +269,44 @@ impl Server {
         if fate == Fate::Requeue || (fate == Fate::Keep && read.is_some()) {
             fate = read_conn(conn, ctx, key, read.unwrap_or(ReadMode::UntilShort));
         }
-        if fate != Fate::Requeue && !fate.is_drop() {
+        if fate == Fate::Keep {
             fate = after_output(conn);
         }
+        self.settle(key, fate);
+    }
+
+    /// Act on what driving a connection decided.
+    fn settle(&mut self, key: usize, fate: Fate) {
         match fate {
             Fate::Keep => {}
             Fate::Requeue => {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.ready.push_back(key);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    if !conn.queued {
+                        conn.queued = true;
+                        self.ready.push_back(key);
+                    }
                 }
             }
             Fate::Drop(why) => self.drop_conn(key, why),
+        }
+    }
+
+    /// Connections that waited for room in the write-chunk pool get a turn
+    /// once there is room again.
+    fn wake_pool_waiters(&mut self) {
+        if self.ctx.pool_waiters.is_empty() || self.ctx.pool_room() == 0 {
+            return;
+        }
+        for (key, id) in std::mem::take(&mut self.ctx.pool_waiters) {
+            let Some(c) = self.conns.get_mut(key) else { continue };
+            if c.id != id || !c.read_paused || !c.out.is_empty() {
+                continue; // gone, reused, or paused by its own backlog
+            }
+            c.resume_reading(self.ctx.tick);
+            if !c.queued {
+                c.queued = true;
+                self.ready.push_back(key);
+            }
         }
     }
 
@@ -276,6 +314,7 @@ impl Server {
         if let Some(mut c) = self.conns.try_remove(key) {
             log::info!("conn {}: closed ({})", c.id, why.as_str());
             c.out.clear(&mut self.ctx.pool);
+            self.ctx.set_inbuf(&mut c, &[]);
             // No epoll_ctl(DEL): closing the socket (its only descriptor)
             // removes it from the epoll set, one syscall fewer per connection.
             drop(c);
@@ -302,12 +341,10 @@ impl Server {
             }
             conn.armed = u32::MAX;
             let mut fate = check_conn(conn, &mut self.ctx, key);
-            if !fate.is_drop() {
+            if fate == Fate::Keep {
                 fate = after_output(conn);
             }
-            if let Fate::Drop(why) = fate {
-                self.drop_conn(key, why);
-            }
+            self.settle(key, fate);
         }
         while let Some((key, id)) = self.ctx.close_timers.pop_expired(now) {
             if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Closing { .. })) {
@@ -343,11 +380,12 @@ impl Server {
                         }
                     }
                     if !fate.is_drop() {
-                        fate = after_output(conn);
+                        let after = after_output(conn);
+                        if after != Fate::Keep {
+                            fate = after;
+                        }
                     }
-                    if let Fate::Drop(why) = fate {
-                        self.drop_conn(key, why);
-                    }
+                    self.settle(key, fate);
                 }
                 Phase::Closing { .. } => {}
             }

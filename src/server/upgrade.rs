@@ -70,6 +70,15 @@ pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &
     (buf.len(), Fate::Keep)
 }
 
+/// 503 for a request head that would have to be held while the reactor's
+/// budget for held input (`Config::max_held_input`) is spent.
+pub const BUSY: HandshakeError = HandshakeError { status: 503, reason: "server busy: too many unfinished requests" };
+
+/// Answer an unfinished request head with [`BUSY`] and close.
+pub(crate) fn reject_busy(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
+    reject(conn, ctx, key, &BUSY);
+}
+
 /// Answer the request with an HTTP error and close.
 fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
     log::info!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
