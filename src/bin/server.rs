@@ -91,6 +91,18 @@ struct Args {
     /// Cap on write-chunk memory lent out across all connections, bytes.
     #[arg(long, default_value_t = 256 << 20)]
     max_pool_bytes: usize,
+    /// Data frames up to this payload are held until complete; larger ones
+    /// are echoed piece by piece as they arrive, bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_held_frame: u64,
+    /// Budget for unfinished frames and request heads held across all
+    /// connections of a reactor, bytes (over it: frames stream, request heads 503).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_held_input: usize,
+    /// Seconds a frame may take from its header to its last byte (slow-drip
+    /// frames are closed 1008).
+    #[arg(long, default_value_t = 30.0)]
+    frame_timeout: f64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -127,7 +139,7 @@ fn main() {
             max_frame_payload: args.max_frame,
             max_message: args.max_message,
             max_fragments: args.max_fragments,
-            ..Limits::default()
+            max_held_frame: args.max_held_frame,
         },
         policy: UpgradePolicy { origin, subprotocols: args.subprotocols.clone() },
         handshake_timeout: secs(args.handshake_timeout),
@@ -140,6 +152,8 @@ fn main() {
         backpressure_bytes: args.backpressure,
         backpressure_timeout: secs(args.backpressure_timeout),
         max_pool_bytes: args.max_pool_bytes,
+        max_held_input: args.max_held_input,
+        frame_timeout: secs(args.frame_timeout),
         idle_timeout: (args.idle_timeout > 0.0).then(|| secs(args.idle_timeout)),
         ping_timeout: secs(args.ping_timeout),
         deflate: DeflateConfig {

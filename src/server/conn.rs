@@ -86,6 +86,9 @@ pub struct Conn {
     pub armed: u32,
     /// A keepalive ping is out and unanswered.
     pub ping_sent: bool,
+    /// `inbuf` holds complete frames left for the next turn because this
+    /// turn's inflate budget ran out: process them before reading more.
+    pub input_pending: bool,
     /// Reactor tick when the frame in progress began (u32::MAX: none): a
     /// frame must be finished within `frame_timeout`.
     pub frame_since: u32,
@@ -107,6 +110,7 @@ impl Conn {
             paused_at: 0,
             armed: u32::MAX,
             ping_sent: false,
+            input_pending: false,
             frame_since: u32::MAX,
         }
     }

@@ -34,8 +34,9 @@ pub(crate) fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize, mode: ReadMo
         if let Some(held) = conn.inbuf.as_deref() {
             buf[..spill].copy_from_slice(held);
         }
-        let n = if room == 0 {
-            0 // the held bytes alone fill the buffer: process them first
+        let held_only = room == 0 || std::mem::take(&mut conn.input_pending);
+        let n = if held_only {
+            0 // complete frames are held: process them first
         } else {
             match io::read_step(&mut conn.stream, &mut buf[spill..spill + room]) {
                 Ok(IoStep::Progress(n)) => n,
@@ -69,11 +70,13 @@ pub(crate) fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize, mode: ReadMo
             return Fate::Keep;
         }
         let used = n + ctx.work;
-        if used >= budget || (n == 0 && conn.inbuf.is_some()) {
+        if used >= budget || conn.input_pending {
             return Fate::Requeue;
         }
         budget -= used;
-        if mode == ReadMode::UntilShort && n < room {
+        // A short read means the socket is empty; a turn that only processed
+        // held frames has not looked at the socket yet.
+        if mode == ReadMode::UntilShort && !held_only && n < room {
             return Fate::Keep;
         }
     }

@@ -37,6 +37,9 @@ pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut 
         Err(_) => return (buf.len(), Fate::Drop(DropReason::WriteError)),
     };
     ctx.work += echoed.inflated.min(usize::MAX as u64) as usize;
+    // Stopped at the inflate budget with frames left: the next turn
+    // processes them even if nothing new arrives.
+    conn.input_pending = echoed.end.is_none() && echoed.inflated > inflate_budget && echoed.consumed < buf.len();
     match echoed.end {
         None => {}
         Some(EchoEnd::PeerClosed(code)) => {

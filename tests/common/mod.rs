@@ -137,7 +137,12 @@ pub fn expect_close(s: &mut TcpStream) -> u16 {
 /// After a close, the server must close TCP: the next read gives EOF (or a
 /// reset) rather than timing out.
 pub fn expect_tcp_closed(s: &mut TcpStream) {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    expect_tcp_closed_within(s, Duration::from_secs(10));
+}
+
+/// As [`expect_tcp_closed`], waiting up to `limit` for the close.
+pub fn expect_tcp_closed_within(s: &mut TcpStream, limit: Duration) {
+    s.set_read_timeout(Some(limit)).unwrap();
     let mut b = [0u8; 64];
     loop {
         match s.read(&mut b) {
@@ -177,4 +182,114 @@ pub fn reset(s: std::net::TcpStream) {
         );
     }
     drop(s);
+}
+
+/// The real `wsecho` binary in a child process (for figures read from its
+/// own `/proc/PID/status`, untouched by the test's clients).
+pub struct ServerProc {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProc {
+    /// Start `wsecho --addr 127.0.0.1:0 ARGS…` and wait for its listening
+    /// line; stderr is drained in a thread so logging never blocks it.
+    pub fn start(args: &[&str]) -> ServerProc {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start wsecho");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("wsecho did not report its address");
+        ServerProc { child, addr: addr.parse().expect("address") }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident set size, in bytes.
+    pub fn rss(&self) -> u64 {
+        pid_rss_bytes(self.pid())
+    }
+
+    /// A raw socket with a 10 s read timeout.
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// A raw socket that has completed the upgrade.
+    pub fn upgraded(&self) -> TcpStream {
+        let mut s = self.raw();
+        s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s
+    }
+
+    /// The server still answers a fresh client.
+    pub fn served(&self) {
+        let mut c = Client::connect(&format!("ws://{}/echo", self.addr), &ClientOptions::default()).expect("connect");
+        c.send_text("still served").unwrap();
+        assert_eq!(c.recv().unwrap(), Message::Text("still served".into()));
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// VmRSS of process `pid`, in bytes.
+pub fn pid_rss_bytes(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Read server frames until `want` payload bytes of data have arrived
+/// (large frames come back re-fragmented); returns the payload bytes.
+pub fn read_data(s: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut got = Vec::with_capacity(want);
+    while got.len() < want {
+        let (_, op, p) = read_frame(s);
+        assert!(!op.is_control(), "unexpected {op:?} while reading data");
+        got.extend_from_slice(&p);
+    }
+    assert_eq!(got.len(), want, "more data than sent");
+    got
+}
+
+/// A client frame header (masked with `masked_frame`'s key) announcing
+/// `len` payload bytes, without the payload.
+pub fn masked_header(fin: bool, op: OpCode, len: u64) -> Vec<u8> {
+    let h = FrameHeader { fin, rsv: 0, opcode: op, mask: Some([0x12, 0x34, 0x56, 0x78]), payload_len: len };
+    let mut buf = [0u8; wsecho::proto::MAX_HEADER_LEN];
+    let n = h.encode(&mut buf);
+    buf[..n].to_vec()
+}
+
+/// `payload` masked with `masked_frame`'s key, as if it started at byte
+/// `offset` of a frame's payload.
+pub fn masked_part(payload: &[u8], offset: usize) -> Vec<u8> {
+    let key = [0x12u8, 0x34, 0x56, 0x78];
+    payload.iter().enumerate().map(|(i, b)| b ^ key[(offset + i) % 4]).collect()
 }
