@@ -224,7 +224,7 @@ fn issue_10_slow_drip_frame_is_closed_1008_after_frame_timeout() {
         let mut dripper = s.try_clone().unwrap();
         let drip = std::thread::spawn(move || {
             for i in 0..15 {
-                if dripper.write_all(&masked_part(&[b'x'], i)).is_err() {
+                if dripper.write_all(&masked_part(b"x", i)).is_err() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(200));
