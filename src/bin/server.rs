@@ -285,7 +285,7 @@ impl Span {
 fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     match s.parse::<f64>() {
-        Ok(secs) if secs == 0.0 => Some(Duration::ZERO),
+        Ok(0.0) => Some(Duration::ZERO),
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= Span::MAX.as_secs_f64() => {
             Some(Duration::from_secs_f64(secs)).filter(|d| !d.is_zero())
         }
