@@ -446,3 +446,61 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn plain_numbers_are_seconds_and_words_are_humantime() {
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("-0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("86400"), Some(Span::MAX));
+    }
+
+    #[test]
+    fn durations_that_used_to_panic_are_refused() {
+        for s in ["inf", "-inf", "NaN", "1e19", "1e400", "-1", "86400.001", "1e-300", "", "abc"] {
+            assert_eq!(parse_duration(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn span_zero_only_where_it_means_something() {
+        assert!(TIMEOUT.parser()("0").is_err());
+        assert_eq!(IDLE.parser()("0"), Ok(Duration::ZERO));
+        assert!(TIMEOUT.parser()("999us").is_err());
+        assert_eq!(TIMEOUT.parser()("1ms"), Ok(Span::MIN));
+        assert_eq!(TIMEOUT.parser()("1day"), Ok(Span::MAX));
+        assert!(TIMEOUT.parser()("1day 1ms").is_err());
+    }
+
+    #[test]
+    fn whole_range_is_inclusive_and_fits_the_type() {
+        let p = Whole::count(8, 15).parser::<u8>();
+        assert_eq!(p("8"), Ok(8));
+        assert_eq!(p("15"), Ok(15));
+        assert!(p("7").is_err() && p("16").is_err() && p("-1").is_err() && p("1.0").is_err());
+        // A range wider than the type still refuses what the type cannot hold.
+        assert!(Whole::count(0, 1000).parser::<u8>()("256").is_err());
+    }
+
+    #[test]
+    fn sizes_print_in_the_largest_exact_unit() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(125), "125 B");
+        assert_eq!(size(1024), "1 KiB");
+        assert_eq!(size(1536), "1536 B");
+        assert_eq!(size(64 << 20), "64 MiB");
+        assert_eq!(size(1 << 40), "1 TiB");
+    }
+}
