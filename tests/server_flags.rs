@@ -310,9 +310,10 @@ fn issue_10_close_timeout_takes_humantime_and_plain_seconds() {
 #[test]
 fn issue_10_handshake_timeout_250ms_is_250_milliseconds() {
     let server = started(&["--handshake-timeout", "250ms"], &[]);
+    // Timed from before connect: the server's clock starts at accept, later.
+    let t = Instant::now();
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let t = Instant::now();
     let _ = read_to_end(&mut s);
     let waited = t.elapsed();
     assert!(waited >= Duration::from_millis(250), "closed after {waited:?}");
