@@ -211,19 +211,17 @@ fn whole_range(flag: &str) -> (u64, u64) {
 }
 
 /// Extra flags a boundary value of `flag` needs to be valid in combination:
-/// the pool cap must hold at least one write chunk.
-fn companions(flag: &str, value: u64) -> Vec<String> {
+/// the smallest pool cap holds only chunks of the smallest size.
+fn companions(flag: &str) -> Vec<String> {
     match flag {
-        "--max-pool-bytes" if value < whole_range("--write-chunk").1 => {
-            vec!["--write-chunk".into(), whole_range("--write-chunk").0.min(value).to_string()]
-        }
+        "--max-pool-bytes" => vec!["--write-chunk".into(), whole_range("--write-chunk").0.to_string()],
         _ => Vec::new(),
     }
 }
 
 fn started_with(flag: &str, value: u64) -> Running {
     let v = value.to_string();
-    let extra = companions(flag, value);
+    let extra = companions(flag);
     let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
     args.extend([flag, v.as_str()]);
     started(&args, &[])
@@ -349,15 +347,22 @@ fn issue_10_whole_numbers_are_enforced_at_exactly_the_stated_range() {
     }
 }
 
+/// The reactor reads at most the pool's room less two chunks of slack, so a
+/// pool cap under three write chunks would never let a connection be read:
+/// refused at start, naming both flags.
 #[test]
-fn issue_10_write_chunk_over_max_pool_bytes_exits_2_naming_both() {
+fn issue_10_max_pool_bytes_under_3_write_chunks_exits_2_naming_both() {
     let (chunk_min, _) = whole_range("--write-chunk");
-    let pool = chunk_min.to_string();
-    let chunk = (chunk_min * 2).to_string();
-    let line = rejected(&["--max-pool-bytes", &pool, "--write-chunk", &chunk], &[]);
-    assert!(line.contains("--write-chunk") && line.contains("--max-pool-bytes"), "{line}");
-    // Equal is fine.
-    drop(started(&["--max-pool-bytes", &pool, "--write-chunk", &pool], &[]));
+    // (Chunks above the smallest, so every pool tried is within its own range.)
+    for chunk in [chunk_min * 4, chunk_min * 64] {
+        let c = chunk.to_string();
+        for pool in [chunk, 2 * chunk, 3 * chunk - 1] {
+            let line = rejected(&["--write-chunk", &c, "--max-pool-bytes", &pool.to_string()], &[]);
+            assert!(line.contains("--write-chunk") && line.contains("--max-pool-bytes"), "{line}");
+        }
+        let server = started(&["--write-chunk", &c, "--max-pool-bytes", &(3 * chunk).to_string()], &[]);
+        echo_once(&server, "--max-pool-bytes", 3 * chunk);
+    }
 }
 
 #[test]

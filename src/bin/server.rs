@@ -20,8 +20,9 @@ const USAGE_ERROR: i32 = 2;
 const BUFFER_MAX: u64 = 64 << 20;
 /// A memory cap beyond 1 TiB is no cap at all.
 const MEMORY_MAX: u64 = 1 << 40;
-/// `--read-buffer`: the reactor never reads into less than 1 KiB.
-const READ_BUFFER: Whole = Whole::bytes(1024, BUFFER_MAX);
+/// `--read-buffer`: the reactor never reads into less than 4 KiB (and
+/// raises it to twice `--max-request` by itself).
+const READ_BUFFER: Whole = Whole::bytes(4096, BUFFER_MAX);
 /// `--cork`: 0 turns batching off (every frame is its own write).
 const CORK: Whole = Whole::bytes(0, BUFFER_MAX);
 /// `--write-chunk`: the pool never makes chunks under 64 bytes; one chunk is
@@ -29,15 +30,23 @@ const CORK: Whole = Whole::bytes(0, BUFFER_MAX);
 const WRITE_CHUNK: Whole = Whole::bytes(64, BUFFER_MAX);
 /// `--backpressure`: 0 pauses reading whenever anything is unsent.
 const BACKPRESSURE: Whole = Whole::bytes(0, MEMORY_MAX);
-/// `--max-pool-bytes`: at least one chunk (checked against `--write-chunk`).
-const MAX_POOL_BYTES: Whole = Whole::bytes(64, MEMORY_MAX);
+/// `--max-pool-bytes`: at least [`POOL_MIN_CHUNKS`] of the smallest chunk
+/// (checked against the actual `--write-chunk` in [`check_combinations`]).
+const MAX_POOL_BYTES: Whole = Whole::bytes(POOL_MIN_CHUNKS * WRITE_CHUNK.min, MEMORY_MAX);
+/// The reactor reads at most the pool's room left less two chunks of slack,
+/// so a pool of two chunks or less never lets a connection be read at all;
+/// three is the least that reads a chunk at a time.
+const POOL_MIN_CHUNKS: u64 = 3;
+/// The session counts frame and message lengths in 32 bits (anything over
+/// 4 GiB - 1 would be silently lowered); 2 GiB is the round figure below.
+const LENGTH_MAX: u64 = 1 << 31;
 /// `--max-frame`: at least 125 bytes, so every control frame (RFC 6455
-/// §5.5: payload ≤ 125) fits; at most 1 GiB, since a connection buffers one
-/// whole frame.
-const MAX_FRAME: Whole = Whole::bytes(125, 1 << 30);
+/// §5.5: payload ≤ 125) fits. Large frames are streamed, so this bounds
+/// work, not memory.
+const MAX_FRAME: Whole = Whole::bytes(125, LENGTH_MAX);
 /// `--max-message`: messages are echoed frame by frame, so this bounds work,
 /// not memory.
-const MAX_MESSAGE: Whole = Whole::bytes(1, MEMORY_MAX);
+const MAX_MESSAGE: Whole = Whole::bytes(1, LENGTH_MAX);
 /// `--max-fragments`: 0 would refuse every fragmented message, which RFC 6455
 /// §5.4 requires us to accept.
 const MAX_FRAGMENTS: Whole = Whole::count(1, 1 << 24);
@@ -121,7 +130,7 @@ struct Args {
     max_connections: usize,
     #[arg(long, env = "WSECHO_READ_BUFFER", value_name = "BYTES", default_value_t = 64 * 1024,
           value_parser = READ_BUFFER.parser::<usize>(),
-          help = READ_BUFFER.help("The reactor's read buffer (one per reactor)."))]
+          help = READ_BUFFER.help("The reactor's read buffer (one per reactor; raised to twice --max-request if smaller)."))]
     read_buffer: usize,
     #[arg(long, env = "WSECHO_CORK", value_name = "BYTES", default_value_t = 64 * 1024,
           value_parser = CORK.parser::<usize>(),
@@ -129,7 +138,7 @@ struct Args {
     cork: usize,
     #[arg(long, env = "WSECHO_WRITE_CHUNK", value_name = "BYTES", default_value_t = 16 * 1024,
           value_parser = WRITE_CHUNK.parser::<usize>(),
-          help = WRITE_CHUNK.help("Pooled write chunk, held only while the kernel refuses bytes; at most --max-pool-bytes."))]
+          help = WRITE_CHUNK.help(&format!("Pooled write chunk, held only while the kernel refuses bytes; --max-pool-bytes must hold {POOL_MIN_CHUNKS}.")))]
     write_chunk: usize,
     #[arg(long, env = "WSECHO_BACKPRESSURE", value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = BACKPRESSURE.parser::<usize>(),
@@ -168,7 +177,7 @@ struct Args {
     backpressure_timeout: Duration,
     #[arg(long, env = "WSECHO_MAX_POOL_BYTES", value_name = "BYTES", default_value_t = 256 << 20,
           value_parser = MAX_POOL_BYTES.parser::<usize>(),
-          help = MAX_POOL_BYTES.help("Cap on write-chunk memory lent out across all connections."))]
+          help = MAX_POOL_BYTES.help(&format!("Cap on write-chunk memory lent out across all connections; at least {POOL_MIN_CHUNKS} × --write-chunk.")))]
     max_pool_bytes: usize,
 }
 
@@ -346,13 +355,14 @@ fn env_source(e: &clap::Error) -> Option<String> {
 
 /// Ranges that depend on more than one flag.
 fn check_combinations(args: &Args) -> Result<(), String> {
-    // The pool counts whole chunks against its cap: with a chunk over the
-    // cap, the first backlogged byte would put the pool over it and pause
-    // every connection that has anything queued.
-    if args.write_chunk > args.max_pool_bytes {
+    // A read is never larger than the pool's room less two chunks of slack:
+    // with a pool of two chunks or less no connection is ever read (not even
+    // its upgrade request) and every one times out.
+    let least = args.write_chunk as u64 * POOL_MIN_CHUNKS;
+    if (args.max_pool_bytes as u64) < least {
         return Err(format!(
-            "--write-chunk ({}) must not exceed --max-pool-bytes ({})",
-            args.write_chunk, args.max_pool_bytes
+            "--max-pool-bytes ({}) must be at least {POOL_MIN_CHUNKS} × --write-chunk ({}), i.e. {least}",
+            args.max_pool_bytes, args.write_chunk
         ));
     }
     Ok(())
