@@ -12,8 +12,9 @@
 use clap::Parser;
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wsecho::client::{parse_url, Client, ClientError, ClientOptions, Message, Sender};
+use std::time::{Duration, Instant};
+use wsecho::client::autobahn::{self, AutobahnError};
+use wsecho::client::{connect_error, describe_close, Client, ClientError, ClientOptions, Message, Sender};
 
 /// Normal end.
 const EXIT_OK: i32 = 0;
@@ -30,11 +31,6 @@ const EXIT_INTERRUPTED: i32 = 130;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// With `--count`: how long we wait for the last echoes after the last send.
 const ECHO_WAIT: Duration = Duration::from_secs(5);
-/// Autobahn mode: a case that sends nothing for this long is abandoned.
-const CASE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Autobahn mode: how long we wait for the server to drop TCP after the
-/// closing handshake (or after we failed the connection).
-const CASE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// WebSocket echo client: sends the time every second and logs each echo.
 #[derive(Parser, Debug)]
@@ -94,7 +90,16 @@ fn main() {
         ..ClientOptions::default()
     };
     let code = match &args.autobahn {
-        Some(base) => autobahn(base, &args.agent, &opts),
+        Some(base) => match autobahn::run(base, &args.agent, &opts) {
+            Ok(_) => EXIT_OK,
+            Err(e) => {
+                log::error!("{e}");
+                match e {
+                    AutobahnError::Connect { .. } => EXIT_CONNECT,
+                    _ => EXIT_ABNORMAL,
+                }
+            }
+        },
         None => interactive(&args, &opts),
     };
     // The reader and stdin threads may be blocked in a read: exit without
@@ -108,59 +113,6 @@ fn connect(url: &str, opts: &ClientOptions) -> Result<Client, i32> {
         log::error!("{}", connect_error(url, &e));
         EXIT_CONNECT
     })
-}
-
-/// Why a connection attempt failed, naming the address for socket errors.
-fn connect_error(url: &str, e: &ClientError) -> String {
-    let target = parse_url(url).map_or_else(|_| url.to_string(), |(authority, _)| authority);
-    match e {
-        ClientError::Io(io) => match io.kind() {
-            io::ErrorKind::ConnectionRefused => {
-                format!("connection refused to {target} (is the server running?)")
-            }
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                format!("timed out connecting to {target}")
-            }
-            _ => format!("cannot connect to {target}: {io}"),
-        },
-        _ => format!("{url}: {e}"),
-    }
-}
-
-/// A well-known close code's name, for logs.
-fn close_code_name(code: u16) -> &'static str {
-    match code {
-        1000 => "normal closure",
-        1001 => "going away",
-        1002 => "protocol error",
-        1003 => "unsupported data",
-        1007 => "invalid payload data",
-        1008 => "policy violation",
-        1009 => "message too big",
-        1010 => "mandatory extension",
-        1011 => "internal error",
-        1012 => "service restart",
-        1013 => "try again later",
-        _ => "",
-    }
-}
-
-/// `1009 (message too big) "reason"`, or `no status code` for an empty Close.
-fn describe_close(c: &Option<(u16, String)>) -> String {
-    match c {
-        None => "no status code".to_string(),
-        Some((code, reason)) => {
-            let mut s = code.to_string();
-            let name = close_code_name(*code);
-            if !name.is_empty() {
-                s.push_str(&format!(" ({name})"));
-            }
-            if !reason.is_empty() {
-                s.push_str(&format!(" {reason:?}"));
-            }
-            s
-        }
-    }
 }
 
 /// What the main loop waits for: one channel from every source.
@@ -359,7 +311,7 @@ impl Run {
         if self.next_tick.is_some_and(|t| t <= now) {
             let text = match &self.message {
                 Some(m) => m.clone(),
-                None => rfc3339_utc(SystemTime::now()),
+                None => now_rfc3339(),
             };
             if let Err(e) = self.sender.send_text(&text) {
                 self.send_failed(e);
@@ -515,184 +467,8 @@ impl Run {
     }
 }
 
-/// `--autobahn`: the fuzzingserver's client protocol.
-fn autobahn(base: &str, agent: &str, opts: &ClientOptions) -> i32 {
-    let base = base.trim_end_matches('/');
-    let count = match case_count(base, opts) {
-        Ok(n) => n,
-        Err(code) => return code,
-    };
-    log::info!("autobahn: {count} cases at {base} (agent {agent})");
-    let started = Instant::now();
-    for case in 1..=count {
-        let url = format!("{base}/runCase?case={case}&agent={agent}");
-        log::info!("case {case}/{count}");
-        match Client::connect(&url, opts) {
-            Ok(client) => echo_case(client, case),
-            Err(e) => log::warn!("case {case}: {}", connect_error(&url, &e)),
-        }
-    }
-    log::info!("ran {count} cases in {:.1?}", started.elapsed());
-    let url = format!("{base}/updateReports?agent={agent}");
-    let mut client = match connect(&url, opts) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let _ = client.set_read_timeout(Some(CASE_TIMEOUT));
-    loop {
-        match client.recv() {
-            Ok(Message::Close(_)) => {
-                let _ = client.set_read_timeout(Some(CASE_CLOSE_WAIT));
-                client.wait_for_eof();
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                log::error!("updateReports: {e}");
-                return EXIT_ABNORMAL;
-            }
-        }
-    }
-    log::info!("reports updated");
-    EXIT_OK
-}
-
-/// `/getCaseCount`: a connection whose one text message is the count.
-fn case_count(base: &str, opts: &ClientOptions) -> Result<u32, i32> {
-    let url = format!("{base}/getCaseCount");
-    let mut client = connect(&url, opts)?;
-    let _ = client.set_read_timeout(Some(CASE_TIMEOUT));
-    let mut count = None;
-    loop {
-        match client.recv() {
-            Ok(Message::Text(t)) => match t.trim().parse::<u32>() {
-                Ok(n) => count = Some(n),
-                Err(_) => {
-                    log::error!("getCaseCount: not a number: {t:?}");
-                    return Err(EXIT_ABNORMAL);
-                }
-            },
-            Ok(Message::Close(_)) => {
-                let _ = client.set_read_timeout(Some(CASE_CLOSE_WAIT));
-                client.wait_for_eof();
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if count.is_some() {
-                    break;
-                }
-                log::error!("getCaseCount: {e}");
-                return Err(EXIT_ABNORMAL);
-            }
-        }
-    }
-    count.ok_or_else(|| {
-        log::error!("getCaseCount: the server closed without sending the count");
-        EXIT_ABNORMAL
-    })
-}
-
-/// One Autobahn case: echo every message with its type until the server
-/// closes. `recv` answers pings and Close, validates UTF-8 and, on a
-/// protocol error, sends our Close with the right code; then we only wait for
-/// the server to drop TCP.
-fn echo_case(mut client: Client, case: u32) {
-    let _ = client.set_read_timeout(Some(CASE_TIMEOUT));
-    loop {
-        let sent = match client.recv() {
-            Ok(Message::Text(t)) => client.send_text(&t),
-            Ok(Message::Binary(b)) => client.send_binary(&b),
-            Ok(Message::Ping(_) | Message::Pong(_)) => Ok(()),
-            Ok(Message::Close(c)) => {
-                log::debug!("case {case}: server closed: {}", describe_close(&c));
-                break;
-            }
-            Err(ClientError::Protocol(e)) => {
-                log::debug!("case {case}: failed the connection: {e}");
-                break;
-            }
-            Err(e) => {
-                log::debug!("case {case}: {e}");
-                return;
-            }
-        };
-        if let Err(e) = sent {
-            // Keep reading: the server's Close (or a reset) ends the case.
-            log::debug!("case {case}: send failed: {e}");
-        }
-    }
-    let _ = client.set_read_timeout(Some(CASE_CLOSE_WAIT));
-    if !client.wait_for_eof() {
-        log::debug!("case {case}: server did not close TCP within {CASE_CLOSE_WAIT:?}");
-    }
-}
-
-/// `SystemTime` as RFC 3339 UTC with milliseconds: `2024-02-29T23:59:59.123Z`.
-fn rfc3339_utc(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", s / 3600, s / 60 % 60, s % 60, d.subsec_millis())
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after
-/// Howard Hinnant's `civil_from_days` (eras of 400 years, March-based years
-/// so the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1
-    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        let at = |s: u64, ms: u64| rfc3339_utc(UNIX_EPOCH + Duration::from_secs(s) + Duration::from_millis(ms));
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
-        assert_eq!(at(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(at(4_102_444_800, 0), "2100-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn civil_from_days_round_trips_every_day_of_four_centuries() {
-        let mut expect = (1970i64, 1u32, 1u32);
-        for days in 0..146_097 {
-            assert_eq!(civil_from_days(days), expect, "day {days}");
-            let (y, m, d) = expect;
-            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-            let len = match m {
-                2 if leap => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            expect = if d < len {
-                (y, m, d + 1)
-            } else if m < 12 {
-                (y, m + 1, 1)
-            } else {
-                (y + 1, 1, 1)
-            };
-        }
-    }
-
-    #[test]
-    fn close_descriptions() {
-        assert_eq!(describe_close(&None), "no status code");
-        assert_eq!(describe_close(&Some((1009, "too big".into()))), "1009 (message too big) \"too big\"");
-        assert_eq!(describe_close(&Some((4000, String::new()))), "4000");
-    }
+/// The current time as RFC 3339 UTC with milliseconds (truncated):
+/// `2024-02-29T23:59:59.123Z`, the text the default mode sends.
+fn now_rfc3339() -> String {
+    format!("{:.3}", jiff::Timestamp::now())
 }
