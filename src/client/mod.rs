@@ -2,23 +2,26 @@
 //! `wsecho-client` binary and by the integration tests.
 //!
 //! It masks every frame with a fresh random key, sends a random 16-byte
-//! `Sec-WebSocket-Key`, verifies `Sec-WebSocket-Accept`, and keeps any bytes
-//! the server sent right behind its 101 response (they are frames, not
-//! noise).
+//! `Sec-WebSocket-Key`, checks the 101 as RFC 6455 §4.1 asks (see
+//! [`UpgradeError`]), and keeps any bytes the server sent right behind its 101
+//! response (they are frames, not noise).
 //!
 //! - [`address`]: the `ws://` URL.
+//! - [`upgrade`]: the checks of the server's 101.
 //! - [`autobahn`]: the Autobahn TestSuite fuzzingserver's client protocol.
 
 pub mod address;
 pub mod autobahn;
+pub mod upgrade;
 
 pub use address::WsUrl;
+pub use upgrade::UpgradeError;
 
 use crate::proto::close::CloseCode;
 use crate::proto::deflate::{self, Agreed, CodecPool, PmdCodec};
 use crate::proto::frame::RSV1;
 use crate::proto::frame::{write_frame, OpCode};
-use crate::proto::handshake::{self, accept_key};
+use crate::proto::handshake;
 use crate::proto::{Action, HandshakeError, Limits, ProtocolError, Role, Session};
 use base64::Engine;
 use std::fmt;
@@ -33,7 +36,9 @@ use std::time::Duration;
 pub struct ClientOptions {
     /// Subprotocols to offer, in preference order.
     pub protocols: Vec<String>,
-    /// `Sec-WebSocket-Extensions` offer, if any.
+    /// `Sec-WebSocket-Extensions` offer, sent as it is, instead of the one
+    /// `compress` makes. The server may accept only extensions named in it;
+    /// of those, the client itself implements permessage-deflate alone.
     pub extensions: Option<String>,
     /// Connect and handshake timeout.
     pub timeout: Duration,
@@ -94,6 +99,8 @@ pub enum ClientError {
     },
     /// `Sec-WebSocket-Accept` missing or wrong.
     BadAccept,
+    /// The 101 broke another rule of RFC 6455 §4.1.
+    Upgrade(UpgradeError),
     /// The response was not valid HTTP.
     Handshake(HandshakeError),
     /// The server broke the protocol; we sent Close with its code.
@@ -111,6 +118,7 @@ impl fmt::Display for ClientError {
                 write!(f, "server answered HTTP {status} instead of 101: {}", body.trim_end())
             }
             ClientError::BadAccept => f.write_str("server sent a wrong Sec-WebSocket-Accept"),
+            ClientError::Upgrade(e) => write!(f, "{e}"),
             ClientError::Handshake(e) => write!(f, "bad handshake response: {e}"),
             ClientError::Protocol(e) => write!(f, "protocol error from server: {e}"),
         }
@@ -287,22 +295,14 @@ impl Client {
             let body = String::from_utf8_lossy(&buf[resp.head_len..end]).into_owned();
             return Err(ClientError::Status { status: resp.status, body });
         }
-        if resp.accept.as_deref().map(str::as_bytes) != Some(&accept_key(key.as_bytes())[..]) {
-            return Err(ClientError::BadAccept);
-        }
+        let offer = upgrade::Offer { key: &key, protocols: &opts.protocols, extensions: offer };
+        let agreement = upgrade::check(&buf[..resp.head_len], &resp, &offer)?;
         // Frames may have arrived in the same read as the 101: keep them.
         buf.drain(..resp.head_len);
         stream.set_read_timeout(None)?;
         let writer = stream.try_clone()?;
         let mut session = Session::new(Role::Client);
-        let agreed = resp.extensions.as_deref().and_then(deflate::client_agreed);
-        if opts.compress && resp.extensions.is_some() && agreed.is_none() {
-            return Err(ClientError::Handshake(HandshakeError {
-                status: 101,
-                reason: "server answered with an extension we did not offer or cannot use",
-            }));
-        }
-        let (inflate, deflate) = match agreed {
+        let (inflate, deflate) = match agreement.deflate {
             Some(a) => {
                 session.set_rsv_allowed(RSV1);
                 let a = mirrored(a);
@@ -323,8 +323,8 @@ impl Client {
             buf,
             msg: Vec::new(),
             msg_text: false,
-            protocol: resp.protocol,
-            extensions: resp.extensions,
+            protocol: agreement.protocol,
+            extensions: agreement.extensions,
         })
     }
 
@@ -333,7 +333,8 @@ impl Client {
         self.protocol.as_deref()
     }
 
-    /// The server's `Sec-WebSocket-Extensions` answer.
+    /// The server's `Sec-WebSocket-Extensions` answer (every header line,
+    /// joined with `", "`).
     pub fn extensions(&self) -> Option<&str> {
         self.extensions.as_deref()
     }
