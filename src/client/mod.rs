@@ -8,10 +8,12 @@
 //!
 //! - [`address`]: the `ws://` URL.
 //! - [`upgrade`]: the checks of the server's 101.
+//! - [`interactive`]: the echo client's main loop (wsecho-client's modes).
 //! - [`autobahn`]: the Autobahn TestSuite fuzzingserver's client protocol.
 
 pub mod address;
 pub mod autobahn;
+pub mod interactive;
 pub mod upgrade;
 
 pub use address::WsUrl;
