@@ -260,7 +260,8 @@ fn subprotocol_offer_logs_the_servers_choice() {
 
 /// What the fake server saw of one connection.
 struct Seen {
-    /// The client's request head.
+    /// The client's request head (the fake fuzzingserver keeps only the
+    /// request target).
     request: String,
     /// Frames the client sent after the 101, unmasked: (opcode, payload).
     frames: Vec<(OpCode, Vec<u8>)>,
@@ -413,4 +414,88 @@ fn rfc6455_4_1_extension_we_did_not_offer_exits_1() {
         &seen,
         "the server accepted extension \"x-foo\", which we did not offer (we offered \"permessage-deflate\")",
     );
+}
+
+// `--autobahn`: the driver in wsecho::client::autobahn, against a fake
+// fuzzingserver that speaks its URL protocol.
+
+/// Serve `conns` connections as the Autobahn fuzzingserver would for a
+/// two-case run: `/getCaseCount` sends "2"; each `/runCase` sends one text
+/// and one binary message and expects them echoed; `/updateReports` just
+/// closes. Returns, per connection, the request target (as `request`) and
+/// the echoes.
+fn fake_fuzzingserver(conns: usize) -> (SocketAddr, JoinHandle<Vec<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for _ in 0..conns {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let request = common::read_head(&mut s);
+            let target = request.split(' ').nth(1).unwrap_or_default().to_string();
+            let key = header_value(&request, "Sec-WebSocket-Key").expect("request has a key");
+            let accept = accept_key(key.as_bytes());
+            let mut out = head_101(UPGRADE, CONNECTION, std::str::from_utf8(&accept).unwrap(), "").into_bytes();
+            let mut expect = 0;
+            if target == "/getCaseCount" {
+                write_frame(&mut out, true, 0, OpCode::Text, None, b"2");
+            } else if target.starts_with("/runCase?") {
+                write_frame(&mut out, true, 0, OpCode::Text, None, target.as_bytes());
+                write_frame(&mut out, true, 0, OpCode::Binary, None, &[0, 1, 2, 255]);
+                expect = 2;
+            }
+            s.write_all(&out).unwrap();
+            let mut echoed = Vec::new();
+            while echoed.len() < expect {
+                let (_, _, op, payload) = read_client_frame(&mut s).expect("an echo");
+                echoed.push((op, payload));
+            }
+            let mut close = Vec::new();
+            write_frame(&mut close, true, 0, OpCode::Close, None, &1000u16.to_be_bytes());
+            s.write_all(&close).unwrap();
+            // The client answers our Close; then we close TCP first.
+            while let Some((_, _, op, _)) = read_client_frame(&mut s) {
+                if op == OpCode::Close {
+                    break;
+                }
+            }
+            log.push(Seen { request: target, frames: echoed });
+        }
+        log
+    });
+    (addr, t)
+}
+
+#[test]
+fn autobahn_mode_runs_every_case_as_an_echo_peer_then_updates_reports() {
+    let (addr, server) = fake_fuzzingserver(4);
+    let base = format!("ws://{addr}");
+    let r = run(&["--autobahn", &base, "--agent", "fake-agent"], Duration::from_secs(30));
+    assert!(r.status.success(), "{}\n{}", r.status, r.stderr);
+    let log = server.join().unwrap();
+    let targets: Vec<&str> = log.iter().map(|seen| seen.request.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/getCaseCount",
+            "/runCase?case=1&agent=fake-agent",
+            "/runCase?case=2&agent=fake-agent",
+            "/updateReports?agent=fake-agent"
+        ]
+    );
+    for case in &log[1..3] {
+        let sent = [(OpCode::Text, case.request.clone().into_bytes()), (OpCode::Binary, vec![0, 1, 2, 255])];
+        assert_eq!(case.frames, sent);
+    }
+    assert!(r.stderr.contains("autobahn: 2 cases at"), "{}", r.stderr);
+    assert!(r.stderr.contains("reports updated"), "{}", r.stderr);
+}
+
+#[test]
+fn autobahn_mode_exits_1_when_the_fuzzingserver_is_not_there() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let r = run(&["--autobahn", &format!("ws://{addr}")], Duration::from_secs(10));
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("connection refused to {addr}")), "{}", r.stderr);
 }
