@@ -39,6 +39,32 @@ impl CloseCode {
     pub fn is_receivable(self) -> bool {
         matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
+
+    /// A short lower-case name for logs, after the IANA "WebSocket Close Code
+    /// Number Registry" (RFC 6455 §11.7): `1009` is `"message too big"`.
+    /// Empty for codes with no name there (unassigned codes, and the
+    /// 3000–4999 ranges whose meaning the application defines).
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1000 => "normal closure",
+            1001 => "going away",
+            1002 => "protocol error",
+            1003 => "unsupported data",
+            1004 => "reserved",
+            1005 => "no status received",
+            1006 => "abnormal closure",
+            1007 => "invalid payload data",
+            1008 => "policy violation",
+            1009 => "message too big",
+            1010 => "mandatory extension",
+            1011 => "internal error",
+            1012 => "service restart",
+            1013 => "try again later",
+            1014 => "bad gateway",
+            1015 => "TLS handshake failed",
+            _ => "",
+        }
+    }
 }
 
 /// Parse a received close payload.
@@ -76,6 +102,21 @@ mod tests {
         }
         for c in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
             assert!(!CloseCode(c).is_receivable(), "{c}");
+        }
+    }
+
+    #[test]
+    fn every_code_from_1000_to_1015_has_a_name_and_others_none() {
+        assert_eq!(CloseCode::NORMAL.name(), "normal closure");
+        assert_eq!(CloseCode::TOO_BIG.name(), "message too big");
+        assert_eq!(CloseCode::ABNORMAL.name(), "abnormal closure");
+        for c in 1000..=1015 {
+            assert!(!CloseCode(c).name().is_empty(), "{c}");
+        }
+        let names: std::collections::HashSet<_> = (1000..=1015).map(|c| CloseCode(c).name()).collect();
+        assert_eq!(names.len(), 16, "two codes share a name");
+        for c in [0, 999, 1016, 2999, 3000, 4000, 4999, 65535] {
+            assert_eq!(CloseCode(c).name(), "", "{c}");
         }
     }
 

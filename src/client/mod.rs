@@ -2,19 +2,33 @@
 //! `wsecho-client` binary and by the integration tests.
 //!
 //! It masks every frame with a fresh random key, sends a random 16-byte
-//! `Sec-WebSocket-Key`, verifies `Sec-WebSocket-Accept`, and keeps any bytes
-//! the server sent right behind its 101 response (they are frames, not
-//! noise).
+//! `Sec-WebSocket-Key`, checks the 101 as RFC 6455 §4.1 asks (see
+//! [`UpgradeError`]), and keeps any bytes the server sent right behind its 101
+//! response (they are frames, not noise).
+//!
+//! - [`address`]: the `ws://` URL.
+//! - [`upgrade`]: the checks of the server's 101.
+//! - [`interactive`]: the echo client's main loop (wsecho-client's modes).
+//! - [`autobahn`]: the Autobahn TestSuite fuzzingserver's client protocol.
 
+pub mod address;
+pub mod autobahn;
+pub mod interactive;
+pub mod upgrade;
+
+pub use address::WsUrl;
+pub use upgrade::UpgradeError;
+
+use crate::proto::close::CloseCode;
 use crate::proto::deflate::{self, Agreed, CodecPool, PmdCodec};
 use crate::proto::frame::RSV1;
 use crate::proto::frame::{write_frame, OpCode};
-use crate::proto::handshake::{self, accept_key};
+use crate::proto::handshake;
 use crate::proto::{Action, HandshakeError, Limits, ProtocolError, Role, Session};
 use base64::Engine;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +38,9 @@ use std::time::Duration;
 pub struct ClientOptions {
     /// Subprotocols to offer, in preference order.
     pub protocols: Vec<String>,
-    /// `Sec-WebSocket-Extensions` offer, if any.
+    /// `Sec-WebSocket-Extensions` offer, sent as it is, instead of the one
+    /// `compress` makes. The server may accept only extensions named in it;
+    /// of those, the client itself implements permessage-deflate alone.
     pub extensions: Option<String>,
     /// Connect and handshake timeout.
     pub timeout: Duration,
@@ -68,7 +84,12 @@ pub enum Message {
 #[derive(Debug)]
 pub enum ClientError {
     /// The URL is not `ws://host[:port][/path]`.
-    Url(String),
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A socket error (connection refused, reset, timeout, EOF).
     Io(io::Error),
     /// The server answered the upgrade with another status.
@@ -80,6 +101,8 @@ pub enum ClientError {
     },
     /// `Sec-WebSocket-Accept` missing or wrong.
     BadAccept,
+    /// The 101 broke another rule of RFC 6455 §4.1.
+    Upgrade(UpgradeError),
     /// The response was not valid HTTP.
     Handshake(HandshakeError),
     /// The server broke the protocol; we sent Close with its code.
@@ -89,12 +112,15 @@ pub enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Url(u) => write!(f, "bad URL {u:?}: expected ws://host[:port][/path]"),
+            ClientError::Url { url, reason } => {
+                write!(f, "bad URL {url:?}: {reason} (expected ws://host[:port][/path])")
+            }
             ClientError::Io(e) => write!(f, "{e}"),
             ClientError::Status { status, body } => {
                 write!(f, "server answered HTTP {status} instead of 101: {}", body.trim_end())
             }
             ClientError::BadAccept => f.write_str("server sent a wrong Sec-WebSocket-Accept"),
+            ClientError::Upgrade(e) => write!(f, "{e}"),
             ClientError::Handshake(e) => write!(f, "bad handshake response: {e}"),
             ClientError::Protocol(e) => write!(f, "protocol error from server: {e}"),
         }
@@ -107,25 +133,6 @@ impl From<io::Error> for ClientError {
     fn from(e: io::Error) -> Self {
         ClientError::Io(e)
     }
-}
-
-/// `ws://host:port/path` split into (`host:port`, `/path`).
-pub fn parse_url(url: &str) -> Result<(String, String), ClientError> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::Url(url.into()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(ClientError::Url(url.into()));
-    }
-    let authority =
-        if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-    Ok((authority, path.to_string()))
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -239,18 +246,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect to `url` and upgrade.
+    /// Connect to `url` (`ws://host[:port][/path][?query]`) and upgrade.
     pub fn connect(url: &str, opts: &ClientOptions) -> Result<Client, ClientError> {
-        let (authority, path) = parse_url(url)?;
-        let addr = authority
-            .to_socket_addrs()?
+        let url = WsUrl::parse(url)?;
+        let addr = url
+            .socket_addrs()?
+            .into_iter()
             .next()
             .ok_or_else(|| ClientError::Io(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
         let stream = TcpStream::connect_timeout(&addr, opts.timeout)?;
-        Client::handshake(stream, &authority, &path, opts)
+        Client::handshake(stream, &url.authority(), url.resource(), opts)
     }
 
-    /// Upgrade an already connected stream.
+    /// Upgrade an already connected stream: `host` is the `Host` header,
+    /// `path` the request target.
     pub fn handshake(
         mut stream: TcpStream,
         host: &str,
@@ -288,22 +297,14 @@ impl Client {
             let body = String::from_utf8_lossy(&buf[resp.head_len..end]).into_owned();
             return Err(ClientError::Status { status: resp.status, body });
         }
-        if resp.accept.as_deref().map(str::as_bytes) != Some(&accept_key(key.as_bytes())[..]) {
-            return Err(ClientError::BadAccept);
-        }
+        let offer = upgrade::Offer { key: &key, protocols: &opts.protocols, extensions: offer };
+        let agreement = upgrade::check(&buf[..resp.head_len], &resp, &offer)?;
         // Frames may have arrived in the same read as the 101: keep them.
         buf.drain(..resp.head_len);
         stream.set_read_timeout(None)?;
         let writer = stream.try_clone()?;
         let mut session = Session::new(Role::Client);
-        let agreed = resp.extensions.as_deref().and_then(deflate::client_agreed);
-        if opts.compress && resp.extensions.is_some() && agreed.is_none() {
-            return Err(ClientError::Handshake(HandshakeError {
-                status: 101,
-                reason: "server answered with an extension we did not offer or cannot use",
-            }));
-        }
-        let (inflate, deflate) = match agreed {
+        let (inflate, deflate) = match agreement.deflate {
             Some(a) => {
                 session.set_rsv_allowed(RSV1);
                 let a = mirrored(a);
@@ -324,8 +325,8 @@ impl Client {
             buf,
             msg: Vec::new(),
             msg_text: false,
-            protocol: resp.protocol,
-            extensions: resp.extensions,
+            protocol: agreement.protocol,
+            extensions: agreement.extensions,
         })
     }
 
@@ -334,7 +335,8 @@ impl Client {
         self.protocol.as_deref()
     }
 
-    /// The server's `Sec-WebSocket-Extensions` answer.
+    /// The server's `Sec-WebSocket-Extensions` answer (every header line,
+    /// joined with `", "`).
     pub fn extensions(&self) -> Option<&str> {
         self.extensions.as_deref()
     }
@@ -460,15 +462,54 @@ impl Client {
     }
 }
 
+/// Why connecting to `url` failed, in words: socket errors name the
+/// `host:port` (`connection refused to 127.0.0.1:9 (is the server
+/// running?)`), other errors are prefixed with the URL.
+pub fn connect_error(url: &str, e: &ClientError) -> String {
+    let target = WsUrl::parse(url).map_or_else(|_| url.to_string(), |u| u.authority());
+    match e {
+        ClientError::Io(io) => match io.kind() {
+            io::ErrorKind::ConnectionRefused => {
+                format!("connection refused to {target} (is the server running?)")
+            }
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                format!("timed out connecting to {target}")
+            }
+            _ => format!("cannot connect to {target}: {io}"),
+        },
+        ClientError::Url { .. } => e.to_string(),
+        _ => format!("{url}: {e}"),
+    }
+}
+
+/// A received Close for logs: `1009 (message too big) "reason"`, `4000`, or
+/// `no status code` for an empty Close.
+pub fn describe_close(c: &Option<(u16, String)>) -> String {
+    match c {
+        None => "no status code".to_string(),
+        Some((code, reason)) => {
+            let mut s = code.to_string();
+            let name = CloseCode(*code).name();
+            if !name.is_empty() {
+                s.push_str(&format!(" ({name})"));
+            }
+            if !reason.is_empty() {
+                s.push_str(&format!(" {reason:?}"));
+            }
+            s
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn url_parsing() {
-        assert_eq!(parse_url("ws://localhost:8080/echo").unwrap(), ("localhost:8080".into(), "/echo".into()));
-        assert_eq!(parse_url("ws://example.com").unwrap(), ("example.com:80".into(), "/".into()));
-        assert!(parse_url("http://x/").is_err());
-        assert!(parse_url("ws:///x").is_err());
+    fn close_descriptions() {
+        assert_eq!(describe_close(&None), "no status code");
+        assert_eq!(describe_close(&Some((1009, "too big".into()))), "1009 (message too big) \"too big\"");
+        assert_eq!(describe_close(&Some((1000, String::new()))), "1000 (normal closure)");
+        assert_eq!(describe_close(&Some((4000, String::new()))), "4000");
     }
 }
