@@ -20,6 +20,7 @@ use conn::PayloadKind;
 use stats::Report;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -150,6 +151,15 @@ struct Common {
     /// Print the final report as one JSON line on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write the final report as JSON to this file (for scripts).
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
+    /// Rolling-restart tests: when the server closes a connection with 1001
+    /// (going away) or its TCP connection drops, open a new one for that slot
+    /// (same target; failed attempts retried with backoff) and go on. Drops,
+    /// reconnects and lost in-flight messages are reported. echo, rate, idle.
+    #[arg(long)]
+    reconnect: bool,
     /// No progress bar, no live line.
     #[arg(long)]
     quiet: bool,
@@ -303,6 +313,12 @@ fn main() {
     if json {
         swarm::emit(serde_json::to_value(&report).unwrap_or_default());
     }
+    if let Some(path) = common.as_ref().and_then(|c| c.json_file.as_ref()) {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        if let Err(e) = std::fs::write(path, text) {
+            fail(format!("--json-file {}: {e}", path.display()));
+        }
+    }
     report.print_table();
 }
 
@@ -337,6 +353,7 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
             quiet: c.quiet || c.json,
             classic_every: Duration::from_secs(4),
             stop: Arc::clone(&stop),
+            reconnect: c.reconnect,
         }
     };
     match cmd {
@@ -358,6 +375,9 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
             (p, Some(common), j)
         }
         Cmd::Churn { common, msg, lifetime_min, lifetime_max, sample_every } => {
+            if common.reconnect {
+                fail("--reconnect: churn already replaces every connection that ends".into());
+            }
             if !(lifetime_min > 0.0 && lifetime_max >= lifetime_min) {
                 fail("need 0 < --lifetime-min <= --lifetime-max".into());
             }
@@ -377,6 +397,9 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
             (p, Some(common), j)
         }
         Cmd::Handshakes { mut common, concurrency } => {
+            if common.reconnect {
+                fail("--reconnect: handshakes mode opens a new connection for every cycle anyway".into());
+            }
             common.conns = concurrency.max(1);
             let p = mk(Mode::Handshakes, &common, 0, false);
             let j = common.json;
@@ -398,6 +421,8 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
                 ramp: 256,
                 server_pid: None,
                 json: false,
+                json_file: None,
+                reconnect: false,
                 quiet: true,
             };
             let p = mk(Mode::Classic, &common, payload_bytes, text);

@@ -5,7 +5,7 @@
 
 use crate::conn::{Conn, MsgSpec, PayloadKind, Phase, RxEvent, Shared};
 use crate::net::{connect, err_name};
-use crate::stats::{self, new_histogram, Report};
+use crate::stats::{self, new_histogram, Reconnects, Report};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::event::Event;
@@ -109,6 +109,9 @@ pub struct Plan {
     /// Set by SIGINT/SIGTERM (registered with signal-hook in main): finish
     /// the run and report.
     pub stop: Arc<AtomicBool>,
+    /// Reconnect a slot whose connection the server closed with 1001 or
+    /// whose TCP connection dropped (echo, rate and idle modes).
+    pub reconnect: bool,
 }
 
 /// Live counters.
@@ -125,6 +128,8 @@ struct Counters {
     errors: BTreeMap<String, u64>,
     errors_total: u64,
     close_codes: BTreeMap<String, u64>,
+    /// Echoes that failed verification.
+    corrupted: u64,
     /// Connections whose first connect was part of the ramp-up (ids 1..=n)
     /// and that are no longer connecting (open or failed).
     initial_limit: u64,
@@ -229,12 +234,29 @@ struct Lifetimes {
 }
 
 impl Lifetimes {
-    fn next_ns(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        self.lo + self.rng % (self.hi.saturating_sub(self.lo) + 1)
+        self.rng
     }
+
+    fn next_ns(&mut self) -> u64 {
+        self.lo + self.next_u64() % (self.hi.saturating_sub(self.lo) + 1)
+    }
+}
+
+/// `--reconnect`: a failed attempt to restore a slot waits this long, doubled
+/// per further failure up to `RETRY_MAX` (times 0.5..1.0 at random, so slots
+/// lost together do not retry in lockstep).
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between two reconnect attempts of one slot.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// An error kind that means the TCP connection went away (not a protocol or
+/// verification failure): the connection ended at EOF or a socket error.
+fn is_tcp_drop(kind: &str) -> bool {
+    kind == "eof" || kind == "eof_after_server_close" || kind.starts_with("read_") || kind.starts_with("write_")
 }
 
 /// When the periodic jobs last ran, and the counters they diff against.
@@ -260,6 +282,8 @@ enum End {
     Alive,
     /// Failed: count this error kind (unless it is part of the final drain).
     Dead(String),
+    /// An echo failed verification (or the frames around it were malformed).
+    Corrupt(&'static str),
     /// The peer closed TCP.
     Eof,
 }
@@ -293,6 +317,13 @@ struct State<'p> {
     rate_interval_ns: u64,
     life: Lifetimes,
     ticks: Ticks,
+    /// `--reconnect`: lost slots waiting for a new connection:
+    /// (due ns, attempt number, ns the slot was lost).
+    retries: BinaryHeap<Reverse<(u64, u32, u64)>>,
+    /// `--reconnect` counts.
+    rc: Reconnects,
+    /// Sum of reconnect gaps, ns (for the mean).
+    gap_ns_sum: u64,
     /// Id of the last connection started (ids start at 1 and are never reused).
     next_id: u64,
     /// Connects started (ramp-up accounting; not handshakes mode).
@@ -422,6 +453,9 @@ impl<'p> Swarm<'p> {
                     last_ping: now,
                     last_sweep: now,
                 },
+                retries: BinaryHeap::new(),
+                rc: Reconnects::default(),
+                gap_ns_sum: 0,
                 next_id: 0,
                 attempts: 0,
                 bar,
@@ -444,39 +478,71 @@ impl<'p> Swarm<'p> {
         } else {
             st.attempts < plan.conns && st.clock.stage == Stage::Ramp
         };
-        if !want_more || plan.stop.load(Ordering::Relaxed) {
+        if plan.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let limit = if handshake_mode { plan.conns } else { plan.ramp };
-        let refill = handshake_mode || churn;
-        while st.c.in_progress < limit
-            && (if refill { self.conns.len() < plan.conns } else { st.attempts < plan.conns })
-        {
-            let src = if plan.source_ips.is_empty() {
-                None
-            } else {
-                let k = (plan.source_offset + st.next_id as usize) % plan.source_ips.len();
-                Some(plan.source_ips[k])
-            };
-            st.attempts += 1;
-            st.next_id += 1;
-            match connect(src, plan.addr) {
-                Ok(mut stream) => {
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
-                    entry.insert(Conn::new(stream, st.next_id, st.clock.ns(now)));
-                    st.c.in_progress += 1;
-                }
-                Err(e) => {
-                    st.c.err(&format!("connect_{}", err_name(&e)));
+        if want_more {
+            let limit = if handshake_mode { plan.conns } else { plan.ramp };
+            let refill = handshake_mode || churn;
+            while self.st.c.in_progress < limit
+                && (if refill { self.conns.len() < plan.conns } else { self.st.attempts < plan.conns })
+            {
+                self.st.attempts += 1;
+                if let Some(e) = self.start_connect(now, 0, 0)? {
+                    self.st.c.err(&format!("connect_{}", err_name(&e)));
                     if refill {
                         break; // try again next turn
                     }
                 }
             }
         }
+        self.reopen_lost_slots(now)
+    }
+
+    /// `--reconnect`: start a new connection for every lost slot that is
+    /// due, at most `--ramp` connects in progress.
+    fn reopen_lost_slots(&mut self, now: Instant) -> io::Result<()> {
+        if self.st.clock.stage == Stage::Drain {
+            return Ok(());
+        }
+        let now_ns = self.st.clock.ns(now);
+        while self.st.c.in_progress < self.st.plan.ramp {
+            let Some(&Reverse((due, attempt, lost_at))) = self.st.retries.peek() else { break };
+            if due > now_ns {
+                break;
+            }
+            self.st.retries.pop();
+            if let Some(e) = self.start_connect(now, attempt, lost_at)? {
+                self.st.retry_failed(&format!("connect_{}", err_name(&e)), attempt + 1, lost_at, now_ns);
+            }
+        }
         Ok(())
+    }
+
+    /// Start one nonblocking connect (for a lost slot if `retry` > 0);
+    /// `Ok(Some(e))` if connect() itself failed.
+    fn start_connect(&mut self, now: Instant, retry: u32, lost_at_ns: u64) -> io::Result<Option<io::Error>> {
+        let st = &mut self.st;
+        let plan = st.plan;
+        let src = if plan.source_ips.is_empty() {
+            None
+        } else {
+            let k = (plan.source_offset + st.next_id as usize) % plan.source_ips.len();
+            Some(plan.source_ips[k])
+        };
+        st.next_id += 1;
+        let mut stream = match connect(src, plan.addr) {
+            Ok(stream) => stream,
+            Err(e) => return Ok(Some(e)),
+        };
+        let entry = self.conns.vacant_entry();
+        self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE | Interest::WRITABLE)?;
+        let mut conn = Conn::new(stream, st.next_id, st.clock.ns(now));
+        conn.retry = retry;
+        conn.lost_at_ns = lost_at_ns;
+        entry.insert(conn);
+        st.c.in_progress += 1;
+        Ok(None)
     }
 
     /// Forget connection `key`: deregister it (closing the socket) and update
@@ -495,6 +561,41 @@ impl<'p> Swarm<'p> {
                 _ => c.open -= 1,
             }
         }
+    }
+
+    /// Connection `key` is over: count `error` (if any) and drop it. With
+    /// `--reconnect`, outside the final drain, a connection the server closed
+    /// with 1001 or whose TCP connection dropped instead counts as a drop and
+    /// its slot is queued for a new connection; a failed attempt to restore a
+    /// slot is retried after a backoff.
+    fn end_conn(&mut self, key: usize, error: Option<&str>, now_ns: u64) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let st = &mut self.st;
+        if st.plan.reconnect && st.clock.stage != Stage::Drain {
+            let upgraded = !matches!(conn.phase, Phase::Connecting | Phase::Handshaking);
+            if !upgraded && conn.retry > 0 {
+                st.retry_failed(error.unwrap_or("closed"), conn.retry + 1, conn.lost_at_ns, now_ns);
+                self.drop_conn(key);
+                return;
+            }
+            let went_away = conn.server_close == Some(1001);
+            if upgraded && (went_away || error.is_some_and(is_tcp_drop)) {
+                let cause = if went_away { "close_1001" } else { error.unwrap_or("closed") };
+                *st.rc.drops.entry(cause.to_string()).or_default() += 1;
+                st.rc.dropped += 1;
+                let (sent, unsent) = conn.take_outstanding();
+                st.rc.lost_in_flight += sent;
+                st.rc.unsent_at_drop += unsent;
+                let lost_at = if went_away { conn.lost_at_ns } else { now_ns };
+                st.retries.push(Reverse((now_ns, 1, lost_at)));
+                self.drop_conn(key);
+                return;
+            }
+        }
+        if let Some(kind) = error {
+            st.c.err(kind);
+        }
+        self.drop_conn(key);
     }
 }
 
@@ -522,6 +623,15 @@ impl Swarm<'_> {
     /// closes TCP first, so TIME_WAIT lands on its side and our ports stay free.
     fn begin_drain(&mut self, now: Instant) {
         self.st.close_window(now);
+        if self.st.plan.reconnect {
+            let connecting = self
+                .conns
+                .iter()
+                .filter(|(_, k)| k.retry > 0 && matches!(k.phase, Phase::Connecting | Phase::Handshaking))
+                .count();
+            self.st.rc.pending_at_end = (self.st.retries.len() + connecting) as u64;
+            self.st.retries.clear();
+        }
         let now_ns = self.st.clock.ns(now);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
@@ -640,11 +750,25 @@ impl State<'_> {
         self.clock.stage_end = Some(now + Duration::from_secs(2));
     }
 
+    /// `--reconnect`: attempt `attempt - 1` to restore a slot failed with
+    /// `kind`; queue attempt `attempt` after the backoff.
+    fn retry_failed(&mut self, kind: &str, attempt: u32, lost_at: u64, now_ns: u64) {
+        *self.rc.failed_attempts.entry(kind.to_string()).or_default() += 1;
+        let max = RETRY_MAX.as_nanos() as u64;
+        let base = (RETRY_FIRST.as_nanos() as u64).saturating_mul(1 << (attempt.saturating_sub(2)).min(16)).min(max);
+        let wait = base / 2 + self.life.next_u64() % (base / 2 + 1);
+        self.retries.push(Reverse((now_ns + wait, attempt, lost_at)));
+    }
+
     /// How long the poller may sleep: until the next timer or stage end,
     /// and never more than 250 ms (the periodic jobs).
     fn poll_timeout(&self) -> Duration {
         let mut timeout = Duration::from_millis(250);
         if let Some(&Reverse((due, _, _))) = self.timers.peek() {
+            let d = Duration::from_nanos(due.saturating_sub(self.clock.ns(Instant::now())));
+            timeout = timeout.min(d);
+        }
+        if let Some(&Reverse((due, _, _))) = self.retries.peek() {
             let d = Duration::from_nanos(due.saturating_sub(self.clock.ns(Instant::now())));
             timeout = timeout.min(d);
         }
@@ -684,8 +808,7 @@ impl Swarm<'_> {
                 conn.start_close(&self.st.sh, now_ns);
             }
             if let Err(e) = conn.flush(&self.st.sh) {
-                self.st.c.err(&format!("write_{}", err_name(&e)));
-                self.drop_conn(key);
+                self.end_conn(key, Some(&format!("write_{}", err_name(&e))), now_ns);
             }
         }
     }
@@ -722,8 +845,8 @@ impl Swarm<'_> {
             if conn.phase == Phase::Open {
                 conn.queue_ctrl(&ping);
                 if conn.flush(&self.st.sh).is_err() {
-                    self.st.c.err("write_ping");
-                    self.drop_conn(k);
+                    let now_ns = self.st.clock.ns(now);
+                    self.end_conn(k, Some("write_ping"), now_ns);
                 }
             }
         }
@@ -738,16 +861,15 @@ impl Swarm<'_> {
         let limit = self.st.clock.ns(now).saturating_sub(10_000_000_000);
         let stale: Vec<usize> =
             self.conns.iter().filter(|(_, k)| k.phase != Phase::Open && k.phase_ns < limit).map(|(k, _)| k).collect();
+        let now_ns = self.st.clock.ns(now);
         for k in stale {
-            if self.st.clock.stage != Stage::Drain {
-                let what = match self.conns[k].phase {
-                    Phase::Connecting => "timeout_connect",
-                    Phase::Handshaking => "timeout_handshake",
-                    _ => "timeout_close",
-                };
-                self.st.c.err(what);
-            }
-            self.drop_conn(k);
+            let what = match self.conns[k].phase {
+                Phase::Connecting => "timeout_connect",
+                Phase::Handshaking => "timeout_handshake",
+                _ => "timeout_close",
+            };
+            let error = if self.st.clock.stage != Stage::Drain { Some(what) } else { None };
+            self.end_conn(k, error, now_ns);
         }
     }
 }
@@ -844,7 +966,7 @@ impl Swarm<'_> {
     fn on_event(&mut self, event: &Event, now_ns: u64) -> io::Result<()> {
         let key = event.token().0;
         let Some(conn) = self.conns.get(key) else { return Ok(()) };
-        if conn.phase == Phase::Connecting && !self.connected(key) {
+        if conn.phase == Phase::Connecting && !self.connected(key, now_ns) {
             return Ok(());
         }
         let mut end = if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -857,13 +979,13 @@ impl Swarm<'_> {
                 end = if !conn.got_close { End::Dead(format!("write_{}", err_name(&e))) } else { End::Eof };
             }
         }
-        self.finish(key, end);
+        self.finish(key, end, now_ns);
         Ok(())
     }
 
     /// A connecting socket got an event: true once it is connected (the
     /// upgrade request is then queued); a failed connect is dropped.
-    fn connected(&mut self, key: usize) -> bool {
+    fn connected(&mut self, key: usize, now_ns: u64) -> bool {
         let Some(conn) = self.conns.get_mut(key) else { return false };
         let err = match conn.stream.take_error() {
             Ok(Some(e)) | Err(e) => e,
@@ -877,8 +999,7 @@ impl Swarm<'_> {
                 Err(e) => e,
             },
         };
-        self.st.c.err(&format!("connect_{}", err_name(&err)));
-        self.drop_conn(key);
+        self.end_conn(key, Some(&format!("connect_{}", err_name(&err))), now_ns);
         false
     }
 
@@ -904,32 +1025,25 @@ impl Swarm<'_> {
                 }
             }
             if let Err(kind) = st.on_frames(conn, data, now_ns) {
-                return Ok(End::Dead(kind.to_string()));
+                return Ok(End::Corrupt(kind));
             }
         }
     }
 
     /// Count how a connection ended and drop it (`End::Alive`: keep it).
-    fn finish(&mut self, key: usize, end: End) {
+    fn finish(&mut self, key: usize, end: End, now_ns: u64) {
         let Some(conn) = self.conns.get(key) else { return };
         let st = &mut self.st;
         let in_drain = st.clock.stage == Stage::Drain;
-        match end {
+        let error: Option<String> = match end {
             End::Alive => return,
-            End::Dead(kind) => {
-                if !in_drain || !conn.sent_close {
-                    st.c.err(&kind);
-                }
+            End::Corrupt(kind) => {
+                st.c.corrupted += 1;
+                Some(kind.to_string())
             }
+            End::Dead(kind) => (!in_drain || !conn.sent_close).then_some(kind),
             End::Eof => {
                 let ok_end = conn.sent_close && conn.got_close;
-                if !ok_end && !in_drain {
-                    st.c.err(match conn.phase {
-                        Phase::Handshaking => "eof_in_handshake",
-                        _ if conn.got_close => "eof_after_server_close",
-                        _ => "eof",
-                    });
-                }
                 // Handshakes mode: a cycle counts once the server's FIN is in.
                 if ok_end && conn.phase == Phase::Closing && st.plan.mode == Mode::Handshakes {
                     st.c.hs_total += 1;
@@ -937,9 +1051,17 @@ impl Swarm<'_> {
                         st.c.hs_window += 1;
                     }
                 }
+                (!ok_end && !in_drain).then(|| {
+                    match conn.phase {
+                        Phase::Handshaking => "eof_in_handshake",
+                        _ if conn.got_close => "eof_after_server_close",
+                        _ => "eof",
+                    }
+                    .to_string()
+                })
             }
-        }
-        self.drop_conn(key);
+        };
+        self.end_conn(key, error.as_deref(), now_ns);
     }
 }
 
@@ -1003,6 +1125,12 @@ impl State<'_> {
         if conn.id <= c.initial_limit {
             c.initial_settled += 1;
         }
+        if conn.retry > 0 {
+            self.rc.reconnected += 1;
+            let gap = now_ns.saturating_sub(conn.lost_at_ns);
+            self.gap_ns_sum += gap;
+            self.rc.gap_ms_max = self.rc.gap_ms_max.max(gap as f64 / 1e6);
+        }
         match self.plan.mode {
             Mode::Handshakes => conn.start_close(&self.sh, now_ns),
             Mode::Churn => {
@@ -1038,7 +1166,8 @@ impl State<'_> {
         let mode = self.plan.mode;
         let in_window = self.clock.stage == Stage::Window;
         let in_drain = self.clock.stage == Stage::Drain;
-        let (c, hist, sh) = (&mut self.c, &mut self.hist, &self.sh);
+        let reconnect = self.plan.reconnect && !in_drain;
+        let (c, hist, sh, rc) = (&mut self.c, &mut self.hist, &self.sh, &mut self.rc);
         conn.consume(data, sh, |k, ev| match ev {
             RxEvent::Echo => {
                 let Some(sent) = k.inflight.pop_front() else {
@@ -1058,8 +1187,17 @@ impl State<'_> {
                 let e = c.close_codes.entry(code.to_string()).or_default();
                 *e += 1;
                 if !k.sent_close {
-                    // The server closed first: not part of any mode's plan.
-                    if !in_drain {
+                    k.server_close = Some(code);
+                    if reconnect && code == 1001 {
+                        // Going away: expected in a rolling restart. What we
+                        // sent and will not get back is lost; the slot is
+                        // reconnected once this close completes (end_conn).
+                        let (sent, unsent) = k.take_outstanding();
+                        rc.lost_in_flight += sent;
+                        rc.unsent_at_drop += unsent;
+                        k.lost_at_ns = now_ns;
+                    } else if !in_drain {
+                        // The server closed first: not part of any mode's plan.
                         c.err(&format!("server_close_{code}"));
                     }
                     k.start_close(sh, now_ns);
@@ -1090,6 +1228,8 @@ impl State<'_> {
             mb_per_s: c.msgs_window as f64 * plan.size as f64 / window / 1e6,
             handshakes: c.hs_window,
             handshakes_per_s: c.hs_window as f64 / window,
+            msgs_run: c.msgs_total,
+            corrupted: c.corrupted,
             errors: c.errors,
             close_codes: c.close_codes,
             compressed_size: plan.compress.map(|_| self.sh.payload.len()),
@@ -1102,6 +1242,13 @@ impl State<'_> {
             r.mb_per_s = 0.0;
         }
         r.set_histogram(&self.hist, plan.child);
+        if plan.reconnect {
+            let mut rc = self.rc;
+            if rc.reconnected > 0 {
+                rc.gap_ms_mean = self.gap_ns_sum as f64 / rc.reconnected as f64 / 1e6;
+            }
+            r.reconnect = Some(rc);
+        }
         if let (Some(a), Some(b)) = (self.probe.cpu_start, self.probe.cpu_end) {
             let cpu = b - a;
             r.server.cpu_us = Some(cpu);
