@@ -10,6 +10,7 @@
 //! wsecho-loadtest classic 100 127.0.0.1 8080 20
 //! ```
 
+mod chart;
 mod conn;
 mod net;
 mod stats;
@@ -99,6 +100,17 @@ enum Cmd {
         #[arg(long, default_value_t = 30.0)]
         sample_every: f64,
     },
+    /// Draw charts from a saved JSON: a run's report (`--json-file`; the
+    /// same charts as --report-dir) or a peer comparison (compare.sh's
+    /// summary.json: grouped bar charts).
+    Chart {
+        /// The JSON file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Directory to write the SVG files (and, for a run, index.html) into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// uWebSockets load_test compatible: `classic CONNECTIONS HOST PORT [PAYLOAD_BYTES]`.
     Classic {
         /// Connections.
@@ -154,6 +166,10 @@ struct Common {
     /// Also write the final report as JSON to this file (for scripts).
     #[arg(long, value_name = "FILE")]
     json_file: Option<PathBuf>,
+    /// After the run, write charts (latency percentiles, throughput and open
+    /// connections, errors over time; SVG) and an index.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
     /// Rolling-restart tests: when the server closes a connection with 1001
     /// (going away) or its TCP connection drops, open a new one for that slot
     /// (same target; failed attempts retried with backoff) and go on. Drops,
@@ -262,6 +278,10 @@ fn fail(msg: String) -> ! {
 
 fn main() {
     let cli = Cli::parse();
+    if let Cmd::Chart { from, out } = &cli.cmd {
+        draw_from_json(from, out);
+        return;
+    }
     let stop = install_signals();
     let child = std::env::var(CHILD_ENV).ok().and_then(|v| {
         let (i, n) = v.split_once('/')?;
@@ -320,6 +340,33 @@ fn main() {
         }
     }
     report.print_table();
+    if let Some(dir) = common.as_ref().and_then(|c| c.report_dir.as_ref()) {
+        match chart::write_run_report(dir, &report) {
+            Ok(()) => eprintln!("\n  report      {}", dir.join("index.html").display()),
+            Err(e) => fail(format!("--report-dir {}: {e}", dir.display())),
+        }
+    }
+}
+
+/// `chart --from FILE --out DIR`: a run's report or a peer comparison.
+fn draw_from_json(from: &std::path::Path, out: &std::path::Path) {
+    let text = std::fs::read_to_string(from).unwrap_or_else(|e| fail(format!("{}: {e}", from.display())));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("{}: not JSON: {e}", from.display())));
+    let done = if v.get("charts").is_some() {
+        let c: chart::Comparison =
+            serde_json::from_value(v).unwrap_or_else(|e| fail(format!("{}: {e}", from.display())));
+        chart::write_comparison(out, &c)
+    } else if v.get("mode").is_some() {
+        let r: Report = serde_json::from_value(v).unwrap_or_else(|e| fail(format!("{}: {e}", from.display())));
+        chart::write_run_report(out, &r)
+    } else {
+        fail(format!("{}: neither a run report (\"mode\") nor a comparison (\"charts\")", from.display()))
+    };
+    if let Err(e) = done {
+        fail(format!("{}: {e}", out.display()));
+    }
+    eprintln!("charts written to {}", out.display());
 }
 
 fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
@@ -422,12 +469,14 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
                 server_pid: None,
                 json: false,
                 json_file: None,
+                report_dir: None,
                 reconnect: false,
                 quiet: true,
             };
             let p = mk(Mode::Classic, &common, payload_bytes, text);
             (p, None, false)
         }
+        Cmd::Chart { .. } => unreachable!("main handles chart before planning a run"),
     }
 }
 

@@ -30,7 +30,40 @@ pub struct Latency {
     pub max: u64,
 }
 
+/// One point of the percentile distribution: `p` of the samples took at
+/// most `us` microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Quantile {
+    /// Quantile, 0..1 (0.99 = the 99th percentile).
+    pub p: f64,
+    /// Latency, µs.
+    pub us: u64,
+}
+
+/// One interval (about a second) of a run, for the charts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Point {
+    /// End of the interval, seconds since the swarm started.
+    pub t_s: f64,
+    /// Echoes verified per second in the interval.
+    pub msgs_per_s: f64,
+    /// Handshakes (handshakes mode) or new connections (churn) per second.
+    pub connects_per_s: f64,
+    /// Connections open at the end of the interval.
+    pub open: usize,
+    /// Errors counted in the interval.
+    pub errors: u64,
+    /// `--reconnect` drops in the interval.
+    pub drops: u64,
+}
+
 impl Latency {
+    /// The percentile distribution of `h` (HdrHistogram's iteration by
+    /// quantile, 5 steps per halving of the distance to 100%). Empty if `h` is.
+    pub fn curve(h: &Histogram<u64>) -> Vec<Quantile> {
+        h.iter_quantiles(5).map(|v| Quantile { p: v.quantile_iterated_to(), us: v.value_iterated_to() }).collect()
+    }
+
     /// Summarise `h`.
     pub fn of(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
@@ -137,6 +170,9 @@ pub struct Report {
     pub depth: usize,
     /// Length of the measuring window, seconds.
     pub window_s: f64,
+    /// Start of the measuring window, seconds since the swarm started.
+    #[serde(default)]
+    pub window_start_s: f64,
     /// Messages echoed (and verified) in the window.
     pub msgs: u64,
     /// Messages per second.
@@ -173,6 +209,12 @@ pub struct Report {
     /// Server RSS / fd samples (`--server-pid` with `--sample-every`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
+    /// The latency percentile distribution (for the chart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_curve: Vec<Quantile>,
+    /// One point per second of the run (for the charts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Point>,
     /// The histogram as (value, count) pairs, so a parent can merge children.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hist: Vec<(u64, u64)>,
@@ -182,6 +224,7 @@ impl Report {
     /// Attach `h` (for merging) and its percentiles.
     pub fn set_histogram(&mut self, h: &Histogram<u64>, keep_raw: bool) {
         self.latency_us = Latency::of(h);
+        self.latency_curve = Latency::curve(h);
         if keep_raw {
             self.hist = h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
         }
@@ -230,6 +273,23 @@ impl Report {
         }
         out.hist.clear();
         out.latency_us = Latency::of(&h);
+        out.latency_curve = Latency::curve(&h);
+        // Children tick about once a second from about the same start: add
+        // their points up by index.
+        out.series.clear();
+        for p in parts {
+            if out.series.len() < p.series.len() {
+                out.series.resize(p.series.len(), Point::default());
+            }
+            for (o, q) in out.series.iter_mut().zip(&p.series) {
+                o.t_s = o.t_s.max(q.t_s);
+                o.msgs_per_s += q.msgs_per_s;
+                o.connects_per_s += q.connects_per_s;
+                o.open += q.open;
+                o.errors += q.errors;
+                o.drops += q.drops;
+            }
+        }
         out
     }
 

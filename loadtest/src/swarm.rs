@@ -273,6 +273,9 @@ struct Ticks {
     last_ping: Instant,
     /// The stale-connection sweep.
     last_sweep: Instant,
+    /// Counts at the last tick, for the per-second series.
+    tick_errors: u64,
+    tick_drops: u64,
 }
 
 /// How reading a connection ended.
@@ -322,6 +325,8 @@ struct State<'p> {
     retries: BinaryHeap<Reverse<(u64, u32, u64)>>,
     /// `--reconnect` counts.
     rc: Reconnects,
+    /// One point per tick (about a second): the charts' time series.
+    series: Vec<stats::Point>,
     /// Sum of reconnect gaps, ns (for the mean).
     gap_ns_sum: u64,
     /// Id of the last connection started (ids start at 1 and are never reused).
@@ -452,7 +457,12 @@ impl<'p> Swarm<'p> {
                     classic_msgs: 0,
                     last_ping: now,
                     last_sweep: now,
+                    tick_errors: 0,
+                    tick_drops: 0,
                 },
+                series: Vec::with_capacity(
+                    (plan.warmup + plan.duration + plan.settle).as_secs() as usize + plan.conns / 1000 + 64,
+                ),
                 retries: BinaryHeap::new(),
                 rc: Reconnects::default(),
                 gap_ns_sum: 0,
@@ -735,6 +745,10 @@ impl State<'_> {
     fn close_window(&mut self, now: Instant) {
         if self.clock.stage == Stage::Window {
             self.clock.window_end = now;
+            // The window's last part-second, so the series covers all of it.
+            if now.duration_since(self.ticks.last_tick) >= Duration::from_millis(100) {
+                self.record_point(now);
+            }
             self.probe.cpu_end = self.probe.cpu_now();
             if self.plan.sample_every.is_some() {
                 self.probe.sample("end", now.duration_since(self.clock.t0), self.c.open, self.show);
@@ -884,12 +898,9 @@ impl State<'_> {
         }
     }
 
-    /// Once a second: the live line (or a child's `tick` event).
-    fn tick(&mut self, now: Instant) {
-        if now.duration_since(self.ticks.last_tick) < Duration::from_secs(1) {
-            return;
-        }
-        let plan = self.plan;
+    /// Close the interval since the last tick: append its point to the
+    /// series and return (seconds, messages, handshakes) in it.
+    fn record_point(&mut self, now: Instant) -> (f64, u64, u64) {
         let c = &self.c;
         let dt = now.duration_since(self.ticks.last_tick).as_secs_f64();
         let m = c.msgs_total - self.ticks.tick_msgs;
@@ -897,6 +908,28 @@ impl State<'_> {
         self.ticks.last_tick = now;
         self.ticks.tick_msgs = c.msgs_total;
         self.ticks.tick_hs = c.hs_total;
+        self.series.push(stats::Point {
+            t_s: now.duration_since(self.clock.t0).as_secs_f64(),
+            msgs_per_s: m as f64 / dt.max(1e-9),
+            connects_per_s: h as f64 / dt.max(1e-9),
+            open: c.open,
+            errors: c.errors_total - self.ticks.tick_errors,
+            drops: self.rc.dropped - self.ticks.tick_drops,
+        });
+        self.ticks.tick_errors = c.errors_total;
+        self.ticks.tick_drops = self.rc.dropped;
+        (dt, m, h)
+    }
+
+    /// Once a second: a point of the series, and the live line (or a
+    /// child's `tick` event).
+    fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.ticks.last_tick) < Duration::from_secs(1) {
+            return;
+        }
+        let (dt, m, h) = self.record_point(now);
+        let plan = self.plan;
+        let c = &self.c;
         let stage = self.clock.stage;
         if plan.child {
             emit(serde_json::json!({"ev": "tick", "msgs": m, "hs": h, "open": c.open,
@@ -1223,6 +1256,8 @@ impl State<'_> {
             size: plan.size,
             depth: self.depth,
             window_s: window,
+            window_start_s: self.clock.window_start.duration_since(self.clock.t0).as_secs_f64(),
+            series: self.series,
             msgs: c.msgs_window,
             msgs_per_s: c.msgs_window as f64 / window,
             mb_per_s: c.msgs_window as f64 * plan.size as f64 / window / 1e6,
