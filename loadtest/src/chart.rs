@@ -476,7 +476,15 @@ pub fn write_comparison(dir: &Path, c: &Comparison) -> io::Result<()> {
 fn bar_chart(path: &Path, servers: &[String], b: &BarChart) -> io::Result<()> {
     let n_groups = b.groups.len().max(1);
     let n_series = servers.len().max(1);
-    let y_max = b.values.iter().flatten().flatten().copied().fold(0.0, f64::max).max(1e-9) * 1.15;
+    let group_max = |row: Option<&Vec<Option<f64>>>| row.into_iter().flatten().flatten().copied().fold(0.0, f64::max);
+    // Head room for the legend, which goes in the upper corner above the
+    // lower of the two outer groups.
+    let y_max = b.values.iter().map(|row| group_max(Some(row))).fold(0.0, f64::max).max(1e-9) * 1.3;
+    let legend_at = if group_max(b.values.last()) > group_max(b.values.first()) {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
     let width = (SIZE.0).max(220 * n_groups as u32);
 
     let root = SVGBackend::new(path, (width, SIZE.1)).into_drawing_area();
@@ -522,7 +530,7 @@ fn bar_chart(path: &Path, servers: &[String], b: &BarChart) -> io::Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_at)
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
