@@ -18,7 +18,9 @@
 # is started fresh for every scenario. All traffic stays on loopback; every run
 # is bounded in time and stops by itself.
 #
-# Output: a table on stdout, loadtest/results.md, raw JSON under target/peers/runs/.
+# Output: a table on stdout, loadtest/results.md with grouped bar charts beside it in
+# loadtest/results-charts/ (msgs/s, server CPU µs per message, RSS per connection; SVG,
+# drawn by `wsecho-loadtest chart` from the run's summary.json), raw JSON under target/peers/runs/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
         --servers) SERVERS=$2; shift ;;
         --nice) NICE=$2; shift ;;
         --rt) SCHED="chrt -f 10" ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -140,6 +142,7 @@ VERSIONS="fastwebsockets $(peer_version fastwebsockets fastwebsockets), hyper $(
 WSECHO_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src/ changes')"
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 
+CHARTS=loadtest/results-charts
 python3 - "$RUNS" "$ROOT/loadtest/results.md" <<PYEOF
 import glob, json, os, statistics, sys
 runs, md_path = sys.argv[1], sys.argv[2]
@@ -217,6 +220,25 @@ targets.append("| idle: wsecho RSS per connection ≤ 256 B (at %s conns) | %s B
     ("met" if rss <= 256 else "**missed**") if rss else "not measured"))
 tgt("handshakes: wsecho CPU/handshake ÷ fastwebsockets ≤ 0.70", ratio("handshakes: server CPU µs/handshake", "wsecho", "fastwebsockets"), lambda r: r <= 0.70)
 
+# Grouped bar charts (groups = scenarios, bars = servers): summary.json for
+# \`wsecho-loadtest chart\`, which draws them next to results.md.
+echo_groups = [("echo_100x20B", "100 conns x 20 B"), ("echo_1000x1KiB", "1000 conns x 1 KiB"),
+               ("echo_10x64KiB", "10 conns x 64 KiB"), ("pipelined_100x20Bx8", "100 x 20 B x depth 8")]
+def bars(fname, title, y_desc, groups, fn):
+    return {"file": fname, "title": title, "y_desc": y_desc, "groups": [g for _, g in groups],
+            "values": [[metric(s, sc, fn) for s in servers] for sc, _ in groups]}
+n_idle_open = metric("wsecho", "idle", lambda r: r["conns_open_max"])
+summary = {"servers": servers, "charts": [
+    bars("msgs_per_s.svg", "Echo throughput, median of rounds (higher is better)", "messages/s",
+         echo_groups, lambda r: r["msgs_per_s"]),
+    bars("cpu_us_per_msg.svg", "Server CPU per message, median of rounds (lower is better)", "µs of server CPU per message",
+         echo_groups, lambda r: sv(r).get("cpu_us_per_msg")),
+    bars("rss_per_conn.svg", "Idle server memory per connection (lower is better)", "bytes of VmRSS per connection",
+         [("idle", "idle, %s connections" % ("{:,.0f}".format(n_idle_open) if n_idle_open else "$IDLE_N"))],
+         lambda r: sv(r).get("rss_per_conn_bytes")),
+]}
+json.dump(summary, open(os.path.join(runs, "summary.json"), "w"), indent=1)
+
 table = "\n".join(lines)
 print()
 print(table)
@@ -238,6 +260,10 @@ md.append("- Handshakes: connect + upgrade + Close 1000 + server's FIN, $HS_CONC
 md.append("- Peers (source in loadtest/peers/, echo on any path): $VERSIONS; tokio current_thread runtimes; ws-rs with max_connections raised and TCP_NODELAY like the others")
 md.append("- Ratios in parentheses are peer ÷ wsecho\n")
 md.append(table)
+md.append("\n## Charts\n")
+md.append("Medians of the table above (\`wsecho-loadtest chart --from %s/summary.json --out $CHARTS\`):\n" % os.path.relpath(runs, "$ROOT"))
+for c in summary["charts"]:
+    md.append("![%s](results-charts/%s)\n" % (c["title"], c["file"]))
 md.append("\n## Targets\n")
 md.append("| target | ratio | |\n|---|---|---|\n" + "\n".join(targets))
 if errs:
@@ -246,3 +272,4 @@ md.append("\nRaw per-run JSON: \`%s\` (not committed)." % os.path.relpath(runs, 
 open(md_path, "w").write("\n".join(md) + "\n")
 print("\nwrote " + md_path)
 PYEOF
+"$LT" chart --from "$RUNS/summary.json" --out "$CHARTS"

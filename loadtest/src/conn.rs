@@ -251,6 +251,13 @@ pub struct Conn {
     pub sent_close: bool,
     /// The server's Close arrived.
     pub got_close: bool,
+    /// The code of a Close the server sent before we sent ours.
+    pub server_close: Option<u16>,
+    /// `--reconnect`: 0 for a slot's first connection, n for the n-th
+    /// attempt to restore a slot whose connection was lost.
+    pub retry: u32,
+    /// `--reconnect`: when this slot lost its connection, ns (for the gap).
+    pub lost_at_ns: u64,
     /// Echo verification: `None` compares the wire bytes (plain, or a
     /// compressed echo passed through unchanged); `Some` inflates compressed
     /// echoes and compares the result with the plain payload.
@@ -340,6 +347,9 @@ impl Conn {
             msg_pos: 0,
             sent_close: false,
             got_close: false,
+            server_close: None,
+            retry: 0,
+            lost_at_ns: 0,
             inflate: None,
             rx_compressed: false,
         }
@@ -416,6 +426,16 @@ impl Conn {
         self.queue_ctrl(&sh.close_frame);
         self.sent_close = true;
         self.phase = Phase::Closing;
+    }
+
+    /// Forget every message in flight and say how many were written in full
+    /// (the server had them; their echo is now lost) and how many were still
+    /// queued or half written (they never reached the server).
+    pub fn take_outstanding(&mut self) -> (u64, u64) {
+        let all = self.inflight.len() as u64;
+        let unsent = self.pending.min(all);
+        self.inflight.clear();
+        (all - unsent, unsent)
     }
 
     /// Read from the socket into `buf` once.
@@ -633,6 +653,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn take_outstanding_splits_written_from_queued_and_forgets_them() {
+        let mut c = conn();
+        c.inflight.extend([10, 20, 30, 40, 50]);
+        c.pending = 2; // the last two are queued (or half written)
+        assert_eq!(c.take_outstanding(), (3, 2));
+        assert!(c.inflight.is_empty());
+        assert_eq!(c.take_outstanding(), (0, 0), "nothing is counted twice");
     }
 
     #[test]

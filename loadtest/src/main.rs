@@ -10,7 +10,9 @@
 //! wsecho-loadtest classic 100 127.0.0.1 8080 20
 //! ```
 
+mod chart;
 mod conn;
+mod net;
 mod stats;
 mod swarm;
 
@@ -18,9 +20,11 @@ use clap::{Args, Parser, Subcommand};
 use conn::PayloadKind;
 use stats::Report;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swarm::{Mode, Plan};
 
@@ -96,6 +100,17 @@ enum Cmd {
         #[arg(long, default_value_t = 30.0)]
         sample_every: f64,
     },
+    /// Draw charts from a saved JSON: a run's report (`--json-file`; the
+    /// same charts as --report-dir) or a peer comparison (compare.sh's
+    /// summary.json: grouped bar charts).
+    Chart {
+        /// The JSON file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Directory to write the SVG files (and, for a run, index.html) into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// uWebSockets load_test compatible: `classic CONNECTIONS HOST PORT [PAYLOAD_BYTES]`.
     Classic {
         /// Connections.
@@ -148,6 +163,19 @@ struct Common {
     /// Print the final report as one JSON line on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write the final report as JSON to this file (for scripts).
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
+    /// After the run, write charts (latency percentiles, throughput and open
+    /// connections, errors over time; SVG) and an index.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// Rolling-restart tests: when the server closes a connection with 1001
+    /// (going away) or its TCP connection drops, open a new one for that slot
+    /// (same target; failed attempts retried with backoff) and go on. Drops,
+    /// reconnects and lost in-flight messages are reported. echo, rate, idle.
+    #[arg(long)]
+    reconnect: bool,
     /// No progress bar, no live line.
     #[arg(long)]
     quiet: bool,
@@ -188,53 +216,59 @@ enum PayloadArg {
     Json,
 }
 
-/// Parse `ws://host:port/path`, resolve it, and refuse anything off loopback.
-fn parse_target(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].to_string()),
-        None => (rest, "/".to_string()),
+/// Parse `ws://host[:port]/path[?query]` (with the `url` crate), resolve
+/// it, and refuse anything off loopback. Returns the address to connect to,
+/// the Host header and the request target.
+fn parse_target(target: &str) -> Result<(SocketAddr, String, String), String> {
+    let url = url::Url::parse(target).map_err(|e| format!("{target}: {e}"))?;
+    if url.scheme() != "ws" {
+        return Err(format!("{target}: only ws:// URLs are supported"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{target}: credentials in the URL are not supported"));
+    }
+    // RFC 6455 §3: "Fragment identifiers are meaningless in the context of
+    // WebSocket URIs and MUST NOT be used on these URIs."
+    if url.fragment().is_some() {
+        return Err(format!("{target}: a ws:// URL has no #fragment (RFC 6455 §3)"));
+    }
+    let host = url.host_str().ok_or_else(|| format!("{target}: no host"))?;
+    let host_header = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     };
-    let with_port =
-        if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !hostport.ends_with(']') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:80")
-        };
-    let addrs: Vec<SocketAddr> = with_port.to_socket_addrs().map_err(|e| format!("{hostport}: {e}"))?.collect();
+    let addrs = url.socket_addrs(|| Some(80)).map_err(|e| format!("{host_header}: {e}"))?;
     let addr = addrs
         .iter()
         .find(|a| a.ip().is_loopback())
         .copied()
-        .ok_or_else(|| format!("{hostport}: not a loopback address; refusing to load it"))?;
-    if addrs.iter().any(|a| !a.ip().is_loopback()) && !hostport.starts_with("localhost") {
-        return Err(format!("{hostport}: resolves off loopback; refusing"));
+        .ok_or_else(|| format!("{host_header}: not a loopback address; refusing to load it"))?;
+    let localhost = matches!(url.host(), Some(url::Host::Domain("localhost")));
+    if addrs.iter().any(|a| !a.ip().is_loopback()) && !localhost {
+        return Err(format!("{host_header}: resolves off loopback; refusing"));
     }
-    Ok((addr, hostport.to_string(), path))
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    Ok((addr, host_header, path.to_string()))
 }
 
+/// Raise the soft open-file limit to the hard one (each connection is a
+/// file descriptor) and return what we got: (soft, hard).
 fn raise_fd_limit() -> (u64, u64) {
-    unsafe {
-        let mut rl: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("wsecho-loadtest: could not raise the open-file limit: {e}");
+    }
+    rlimit::Resource::NOFILE.get().unwrap_or((0, 0))
+}
+
+/// SIGINT/SIGTERM set the returned flag: the swarm then drains and reports.
+fn install_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("wsecho-loadtest: cannot handle signal {sig}: {e}");
         }
-        (rl.rlim_cur, rl.rlim_max)
     }
-}
-
-extern "C" fn on_signal(_: libc::c_int) {
-    swarm::STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signals() {
-    unsafe {
-        let h = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::signal(libc::SIGINT, h);
-        libc::signal(libc::SIGTERM, h);
-    }
+    stop
 }
 
 fn fail(msg: String) -> ! {
@@ -244,7 +278,11 @@ fn fail(msg: String) -> ! {
 
 fn main() {
     let cli = Cli::parse();
-    install_signals();
+    if let Cmd::Chart { from, out } = &cli.cmd {
+        draw_from_json(from, out);
+        return;
+    }
+    let stop = install_signals();
     let child = std::env::var(CHILD_ENV).ok().and_then(|v| {
         let (i, n) = v.split_once('/')?;
         Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?))
@@ -254,7 +292,7 @@ fn main() {
         eprintln!("open-file limit: soft {soft}, hard {hard}");
     }
 
-    let (mut plan, common, json) = build_plan(cli.cmd);
+    let (mut plan, common, json) = build_plan(cli.cmd, stop);
     for ip in &plan.source_ips {
         if !ip.is_loopback() {
             fail(format!("source ip {ip} is not loopback"));
@@ -295,10 +333,43 @@ fn main() {
     if json {
         swarm::emit(serde_json::to_value(&report).unwrap_or_default());
     }
+    if let Some(path) = common.as_ref().and_then(|c| c.json_file.as_ref()) {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        if let Err(e) = std::fs::write(path, text) {
+            fail(format!("--json-file {}: {e}", path.display()));
+        }
+    }
     report.print_table();
+    if let Some(dir) = common.as_ref().and_then(|c| c.report_dir.as_ref()) {
+        match chart::write_run_report(dir, &report) {
+            Ok(()) => eprintln!("\n  report      {}", dir.join("index.html").display()),
+            Err(e) => fail(format!("--report-dir {}: {e}", dir.display())),
+        }
+    }
 }
 
-fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
+/// `chart --from FILE --out DIR`: a run's report or a peer comparison.
+fn draw_from_json(from: &std::path::Path, out: &std::path::Path) {
+    let text = std::fs::read_to_string(from).unwrap_or_else(|e| fail(format!("{}: {e}", from.display())));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("{}: not JSON: {e}", from.display())));
+    let done = if v.get("charts").is_some() {
+        let c: chart::Comparison =
+            serde_json::from_value(v).unwrap_or_else(|e| fail(format!("{}: {e}", from.display())));
+        chart::write_comparison(out, &c)
+    } else if v.get("mode").is_some() {
+        let r: Report = serde_json::from_value(v).unwrap_or_else(|e| fail(format!("{}: {e}", from.display())));
+        chart::write_run_report(out, &r)
+    } else {
+        fail(format!("{}: neither a run report (\"mode\") nor a comparison (\"charts\")", from.display()))
+    };
+    if let Err(e) = done {
+        fail(format!("{}: {e}", out.display()));
+    }
+    eprintln!("charts written to {}", out.display());
+}
+
+fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
     let mk = |mode: Mode, c: &Common, size: usize, text: bool| {
         let (addr, host, path) = parse_target(&c.target).unwrap_or_else(|e| fail(e));
         Plan {
@@ -328,6 +399,8 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
             child: false,
             quiet: c.quiet || c.json,
             classic_every: Duration::from_secs(4),
+            stop: Arc::clone(&stop),
+            reconnect: c.reconnect,
         }
     };
     match cmd {
@@ -349,6 +422,9 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
             (p, Some(common), j)
         }
         Cmd::Churn { common, msg, lifetime_min, lifetime_max, sample_every } => {
+            if common.reconnect {
+                fail("--reconnect: churn already replaces every connection that ends".into());
+            }
             if !(lifetime_min > 0.0 && lifetime_max >= lifetime_min) {
                 fail("need 0 < --lifetime-min <= --lifetime-max".into());
             }
@@ -368,6 +444,9 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
             (p, Some(common), j)
         }
         Cmd::Handshakes { mut common, concurrency } => {
+            if common.reconnect {
+                fail("--reconnect: handshakes mode opens a new connection for every cycle anyway".into());
+            }
             common.conns = concurrency.max(1);
             let p = mk(Mode::Handshakes, &common, 0, false);
             let j = common.json;
@@ -389,11 +468,15 @@ fn build_plan(cmd: Cmd) -> (Plan, Option<Common>, bool) {
                 ramp: 256,
                 server_pid: None,
                 json: false,
+                json_file: None,
+                report_dir: None,
+                reconnect: false,
                 quiet: true,
             };
             let p = mk(Mode::Classic, &common, payload_bytes, text);
             (p, None, false)
         }
+        Cmd::Chart { .. } => unreachable!("main handles chart before planning a run"),
     }
 }
 
@@ -569,5 +652,26 @@ mod tests {
         assert!(parse_target("wss://127.0.0.1:1/").is_err());
         let (a, h, p) = parse_target("ws://127.0.0.1:8080/echo").unwrap();
         assert_eq!((a.port(), h.as_str(), p.as_str()), (8080, "127.0.0.1:8080", "/echo"));
+    }
+
+    #[test]
+    fn target_port_path_and_query() {
+        let (a, h, p) = parse_target("ws://127.0.0.1/").unwrap();
+        assert_eq!((a.port(), h.as_str(), p.as_str()), (80, "127.0.0.1", "/"));
+        let (a, h, p) = parse_target("ws://127.0.0.1:9001").unwrap();
+        assert_eq!((a.port(), h.as_str(), p.as_str()), (9001, "127.0.0.1:9001", "/"));
+        let (a, h, p) = parse_target("ws://[::1]:9001/echo?room=a%20b").unwrap();
+        assert_eq!((a.port(), h.as_str(), p.as_str()), (9001, "[::1]:9001", "/echo?room=a%20b"));
+        let (_, h, p) = parse_target("ws://127.0.0.1:9001?x=1").unwrap();
+        assert_eq!((h.as_str(), p.as_str()), ("127.0.0.1:9001", "/?x=1"));
+    }
+
+    #[test]
+    fn target_refuses_what_the_swarm_cannot_send() {
+        assert!(parse_target("ws://127.0.0.1:99999/").is_err(), "port out of range");
+        assert!(parse_target("ws://user:pw@127.0.0.1:9001/").is_err(), "credentials");
+        assert!(parse_target("ws://127.0.0.1:9001/echo#frag").is_err(), "fragment");
+        assert!(parse_target("http://127.0.0.1:9001/").is_err(), "scheme");
+        assert!(parse_target("127.0.0.1:9001").is_err(), "no scheme");
     }
 }

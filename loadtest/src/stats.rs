@@ -30,7 +30,40 @@ pub struct Latency {
     pub max: u64,
 }
 
+/// One point of the percentile distribution: `p` of the samples took at
+/// most `us` microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Quantile {
+    /// Quantile, 0..1 (0.99 = the 99th percentile).
+    pub p: f64,
+    /// Latency, µs.
+    pub us: u64,
+}
+
+/// One interval (about a second) of a run, for the charts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Point {
+    /// End of the interval, seconds since the swarm started.
+    pub t_s: f64,
+    /// Echoes verified per second in the interval.
+    pub msgs_per_s: f64,
+    /// Handshakes (handshakes mode) or new connections (churn) per second.
+    pub connects_per_s: f64,
+    /// Connections open at the end of the interval.
+    pub open: usize,
+    /// Errors counted in the interval.
+    pub errors: u64,
+    /// `--reconnect` drops in the interval.
+    pub drops: u64,
+}
+
 impl Latency {
+    /// The percentile distribution of `h` (HdrHistogram's iteration by
+    /// quantile, 5 steps per halving of the distance to 100%). Empty if `h` is.
+    pub fn curve(h: &Histogram<u64>) -> Vec<Quantile> {
+        h.iter_quantiles(5).map(|v| Quantile { p: v.quantile_iterated_to(), us: v.value_iterated_to() }).collect()
+    }
+
     /// Summarise `h`.
     pub fn of(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
@@ -66,6 +99,60 @@ pub struct ServerUsage {
     pub rss_per_conn_bytes: Option<f64>,
 }
 
+/// `--reconnect`: what happened to connections the server closed with 1001
+/// (going away) or whose TCP connection dropped, and to their replacements.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reconnects {
+    /// Open connections lost, by cause: `close_1001` (the server's Close
+    /// 1001; our Close answered it), or the TCP error that ended it (`eof`,
+    /// `read_reset`, `write_broken_pipe`, ...). Each queued a reconnect.
+    pub drops: BTreeMap<String, u64>,
+    /// Sum of `drops`.
+    pub dropped: u64,
+    /// Lost slots that were open again (upgraded) before the run ended.
+    pub reconnected: u64,
+    /// Reconnect attempts that failed before the upgrade, by error kind
+    /// (`connect_refused` while nothing listens, `http_503`, ...). Each was
+    /// retried after a backoff (50 ms doubling to 2 s, with jitter).
+    pub failed_attempts: BTreeMap<String, u64>,
+    /// Messages written in full but never echoed before the connection was
+    /// lost (in-flight messages lost).
+    pub lost_in_flight: u64,
+    /// Messages queued but not (fully) written when the connection was lost:
+    /// the server never had them.
+    pub unsent_at_drop: u64,
+    /// Slots still without a connection when the run ended.
+    pub pending_at_end: u64,
+    /// Time from losing a slot (the server's Close, or the drop) to its new
+    /// connection's 101, milliseconds: mean and largest.
+    pub gap_ms_mean: f64,
+    /// See `gap_ms_mean`.
+    pub gap_ms_max: f64,
+}
+
+impl Reconnects {
+    /// Add `o` (another process's counts) to these.
+    pub fn add(&mut self, o: &Reconnects) {
+        for (k, v) in &o.drops {
+            *self.drops.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.failed_attempts {
+            *self.failed_attempts.entry(k.clone()).or_default() += v;
+        }
+        let n = self.reconnected + o.reconnected;
+        if n > 0 {
+            self.gap_ms_mean =
+                (self.gap_ms_mean * self.reconnected as f64 + o.gap_ms_mean * o.reconnected as f64) / n as f64;
+        }
+        self.gap_ms_max = self.gap_ms_max.max(o.gap_ms_max);
+        self.dropped += o.dropped;
+        self.reconnected = n;
+        self.lost_in_flight += o.lost_in_flight;
+        self.unsent_at_drop += o.unsent_at_drop;
+        self.pending_at_end += o.pending_at_end;
+    }
+}
+
 /// The result of one run (or of one child process, before the parent sums).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -83,6 +170,9 @@ pub struct Report {
     pub depth: usize,
     /// Length of the measuring window, seconds.
     pub window_s: f64,
+    /// Start of the measuring window, seconds since the swarm started.
+    #[serde(default)]
+    pub window_start_s: f64,
     /// Messages echoed (and verified) in the window.
     pub msgs: u64,
     /// Messages per second.
@@ -96,6 +186,14 @@ pub struct Report {
     /// Latency in microseconds: message round trip (echo, classic), from the
     /// intended send time (rate), connect-to-101 (handshakes).
     pub latency_us: Latency,
+    /// Echoes received and verified over the whole run (warm-up and final
+    /// drain included), not just in the window.
+    #[serde(default)]
+    pub msgs_run: u64,
+    /// Echoes that failed verification (wrong bytes, length, opcode, framing
+    /// or deflate stream): the sum of those kinds in `errors`.
+    #[serde(default)]
+    pub corrupted: u64,
     /// Errors by kind, over the whole run (warm-up included).
     pub errors: BTreeMap<String, u64>,
     /// Close frames received from the server, by code.
@@ -105,9 +203,18 @@ pub struct Report {
     /// Wire size of the compressed payload (`--compress`), bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressed_size: Option<usize>,
+    /// `--reconnect` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<Reconnects>,
     /// Server RSS / fd samples (`--server-pid` with `--sample-every`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
+    /// The latency percentile distribution (for the chart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_curve: Vec<Quantile>,
+    /// One point per second of the run (for the charts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Point>,
     /// The histogram as (value, count) pairs, so a parent can merge children.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hist: Vec<(u64, u64)>,
@@ -117,6 +224,7 @@ impl Report {
     /// Attach `h` (for merging) and its percentiles.
     pub fn set_histogram(&mut self, h: &Histogram<u64>, keep_raw: bool) {
         self.latency_us = Latency::of(h);
+        self.latency_curve = Latency::curve(h);
         if keep_raw {
             self.hist = h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
         }
@@ -129,6 +237,9 @@ impl Report {
         out.conns = 0;
         out.conns_open_max = 0;
         out.msgs = 0;
+        out.msgs_run = 0;
+        out.corrupted = 0;
+        out.reconnect = parts.first().and_then(|p| p.reconnect.as_ref()).map(|_| Reconnects::default());
         out.handshakes = 0;
         out.msgs_per_s = 0.0;
         out.mb_per_s = 0.0;
@@ -140,6 +251,11 @@ impl Report {
             out.conns += p.conns;
             out.conns_open_max += p.conns_open_max;
             out.msgs += p.msgs;
+            out.msgs_run += p.msgs_run;
+            out.corrupted += p.corrupted;
+            if let (Some(a), Some(b)) = (&mut out.reconnect, &p.reconnect) {
+                a.add(b);
+            }
             out.handshakes += p.handshakes;
             out.msgs_per_s += p.msgs_per_s;
             out.mb_per_s += p.mb_per_s;
@@ -157,6 +273,23 @@ impl Report {
         }
         out.hist.clear();
         out.latency_us = Latency::of(&h);
+        out.latency_curve = Latency::curve(&h);
+        // Children tick about once a second from about the same start: add
+        // their points up by index.
+        out.series.clear();
+        for p in parts {
+            if out.series.len() < p.series.len() {
+                out.series.resize(p.series.len(), Point::default());
+            }
+            for (o, q) in out.series.iter_mut().zip(&p.series) {
+                o.t_s = o.t_s.max(q.t_s);
+                o.msgs_per_s += q.msgs_per_s;
+                o.connects_per_s += q.connects_per_s;
+                o.open += q.open;
+                o.errors += q.errors;
+                o.drops += q.drops;
+            }
+        }
         out
     }
 
@@ -218,6 +351,32 @@ impl Report {
         }
         for (k, v) in &self.close_codes {
             e(&format!("  close code  {k}: {v}"));
+        }
+        if self.mode != "handshakes" && self.mode != "idle" {
+            e(&format!("  verified    {} echoes over the whole run, {} corrupted", self.msgs_run, self.corrupted));
+        }
+        if let Some(r) = &self.reconnect {
+            let drops: Vec<String> = r.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            e(&format!(
+                "  reconnect   {} dropped ({}), {} reconnected, {} still down at the end",
+                r.dropped,
+                if drops.is_empty() { "none".to_string() } else { drops.join(", ") },
+                r.reconnected,
+                r.pending_at_end
+            ));
+            e(&format!(
+                "  reconnect   {} in-flight messages lost (written, never echoed), {} unsent",
+                r.lost_in_flight, r.unsent_at_drop
+            ));
+            if r.reconnected > 0 {
+                e(&format!(
+                    "  reconnect   gap to the new 101: mean {:.1} ms, max {:.1} ms",
+                    r.gap_ms_mean, r.gap_ms_max
+                ));
+            }
+            for (k, v) in &r.failed_attempts {
+                e(&format!("  reconnect   failed attempt {k}: {v} (retried)"));
+            }
         }
         if !self.samples.is_empty() {
             e("  server samples (t s, what, VmRSS KiB, open fds, client conns open):");
@@ -287,4 +446,36 @@ pub fn proc_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_reconnects_sum_counts_and_weight_the_mean_gap() {
+        let a = Reconnects {
+            drops: [("close_1001".to_string(), 3)].into(),
+            dropped: 3,
+            reconnected: 3,
+            gap_ms_mean: 10.0,
+            gap_ms_max: 12.0,
+            lost_in_flight: 1,
+            ..Default::default()
+        };
+        let b = Reconnects {
+            drops: [("close_1001".to_string(), 1), ("eof".to_string(), 1)].into(),
+            dropped: 2,
+            reconnected: 1,
+            gap_ms_mean: 30.0,
+            gap_ms_max: 30.0,
+            pending_at_end: 1,
+            ..Default::default()
+        };
+        let parts = [a, b].map(|rc| Report { reconnect: Some(rc), ..Default::default() });
+        let m = Report::merge(&parts).reconnect.expect("reconnect counts kept");
+        assert_eq!(m.drops, [("close_1001".to_string(), 4), ("eof".to_string(), 1)].into());
+        assert_eq!((m.dropped, m.reconnected, m.lost_in_flight, m.pending_at_end), (5, 4, 1, 1));
+        assert_eq!((m.gap_ms_mean, m.gap_ms_max), (15.0, 30.0));
+    }
 }

@@ -4,22 +4,20 @@
 //! or handshake cycling.
 
 use crate::conn::{Conn, MsgSpec, PayloadKind, Phase, RxEvent, Shared};
-use crate::stats::{self, new_histogram, Report};
+use crate::net::{connect, err_name};
+use crate::stats::{self, new_histogram, Reconnects, Report};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mio::net::TcpStream;
+use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Set by SIGINT/SIGTERM: finish the run and report.
-pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// What the swarm does once a connection is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +106,12 @@ pub struct Plan {
     pub quiet: bool,
     /// Print `Msg/sec` lines this often (classic mode).
     pub classic_every: Duration,
+    /// Set by SIGINT/SIGTERM (registered with signal-hook in main): finish
+    /// the run and report.
+    pub stop: Arc<AtomicBool>,
+    /// Reconnect a slot whose connection the server closed with 1001 or
+    /// whose TCP connection dropped (echo, rate and idle modes).
+    pub reconnect: bool,
 }
 
 /// Live counters.
@@ -119,9 +123,13 @@ struct Counters {
     hs_window: u64,
     open: usize,
     open_max: usize,
+    /// Connections in `Connecting` or `Handshaking`.
+    in_progress: usize,
     errors: BTreeMap<String, u64>,
     errors_total: u64,
     close_codes: BTreeMap<String, u64>,
+    /// Echoes that failed verification.
+    corrupted: u64,
     /// Connections whose first connect was part of the ramp-up (ids 1..=n)
     /// and that are no longer connecting (open or failed).
     initial_limit: u64,
@@ -135,66 +143,6 @@ impl Counters {
             *v += 1;
         } else {
             self.errors.insert(kind.to_string(), 1);
-        }
-    }
-}
-
-/// Open a nonblocking TCP socket bound to `src` (if any), connecting to `dst`.
-fn connect(src: Option<IpAddr>, dst: SocketAddr) -> io::Result<TcpStream> {
-    let family = if dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    unsafe {
-        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Own the fd at once so every error path closes it.
-        let std_stream = std::net::TcpStream::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        let setopt = |level, name| {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                &one as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        setopt(libc::IPPROTO_TCP, libc::TCP_NODELAY);
-        if let Some(src) = src {
-            // Let connect() pick the port, so ports are shared per 4-tuple.
-            setopt(libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT);
-            let (sa, len) = sockaddr(SocketAddr::new(src, 0));
-            if libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        let (sa, len) = sockaddr(dst);
-        if libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len) < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(e);
-            }
-        }
-        Ok(TcpStream::from_std(std_stream))
-    }
-}
-
-fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match a {
-        SocketAddr::V4(v4) => {
-            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-            (ss, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            (ss, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
         }
     }
 }
@@ -215,687 +163,1146 @@ enum Stage {
     Drain,
 }
 
+/// Where the run is in time.
+#[derive(Debug)]
+struct Clock {
+    /// The swarm's start: every `*_ns` time counts from here.
+    t0: Instant,
+    stage: Stage,
+    /// When the current stage ends (None: the ramp-up ends when it is done).
+    stage_end: Option<Instant>,
+    window_start: Instant,
+    window_end: Instant,
+    /// The ramp-up gives up at this time (30 s + 1 ms per connection).
+    ramp_deadline: Instant,
+    /// Idle mode: read the server's RSS at this time (after `--settle`).
+    settle_at: Option<Instant>,
+    /// Idle mode: the `all_open` line was printed.
+    announced_open: bool,
+}
+
+impl Clock {
+    /// `t` as nanoseconds since the start.
+    fn ns(&self, t: Instant) -> u64 {
+        t.duration_since(self.t0).as_nanos() as u64
+    }
+
+    /// The current stage has a deadline and it has passed.
+    fn stage_over(&self, now: Instant) -> bool {
+        self.stage_end.is_some_and(|e| now >= e)
+    }
+}
+
+/// Readings of the server process (`--server-pid`).
+#[derive(Debug, Default)]
+struct Probe {
+    pid: Option<u32>,
+    /// Server CPU time (µs) at the start and end of the measuring window.
+    cpu_start: Option<f64>,
+    cpu_end: Option<f64>,
+    /// Server VmRSS (KiB) before the run and once all idle connections are open.
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+    /// RSS / fd samples (`--sample-every`), and when the last one was taken.
+    samples: Vec<stats::Sample>,
+    last_sample: Option<Instant>,
+}
+
+impl Probe {
+    fn cpu_now(&self) -> Option<f64> {
+        self.pid.and_then(stats::proc_cpu_us)
+    }
+
+    /// Take one RSS / fd sample (if there is a server to read).
+    fn sample(&mut self, what: &str, t: Duration, open: usize, show: bool) {
+        if let Some(pid) = self.pid {
+            let s = stats::Sample::take(pid, what, t, open);
+            if show {
+                s.print();
+            }
+            self.samples.push(s);
+        }
+    }
+}
+
+/// Churn mode: connection lifetimes, uniform in `lo..=hi` ns (xorshift64).
+#[derive(Debug)]
+struct Lifetimes {
+    rng: u64,
+    lo: u64,
+    hi: u64,
+}
+
+impl Lifetimes {
+    fn next_u64(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn next_ns(&mut self) -> u64 {
+        self.lo + self.next_u64() % (self.hi.saturating_sub(self.lo) + 1)
+    }
+}
+
+/// `--reconnect`: a failed attempt to restore a slot waits this long, doubled
+/// per further failure up to `RETRY_MAX` (times 0.5..1.0 at random, so slots
+/// lost together do not retry in lockstep).
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between two reconnect attempts of one slot.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// An error kind that means the TCP connection went away (not a protocol or
+/// verification failure): the connection ended at EOF or a socket error.
+fn is_tcp_drop(kind: &str) -> bool {
+    kind == "eof" || kind == "eof_after_server_close" || kind.starts_with("read_") || kind.starts_with("write_")
+}
+
+/// When the periodic jobs last ran, and the counters they diff against.
+#[derive(Debug)]
+struct Ticks {
+    /// The once-a-second live line (or child `tick` event).
+    last_tick: Instant,
+    tick_msgs: u64,
+    tick_hs: u64,
+    /// Classic mode's `Msg/sec` line.
+    last_classic: Instant,
+    classic_msgs: u64,
+    /// Idle mode's pings.
+    last_ping: Instant,
+    /// The stale-connection sweep.
+    last_sweep: Instant,
+    /// Counts at the last tick, for the per-second series.
+    tick_errors: u64,
+    tick_drops: u64,
+}
+
+/// How reading a connection ended.
+#[derive(Debug)]
+enum End {
+    /// Drained to `WouldBlock`; still alive.
+    Alive,
+    /// Failed: count this error kind (unless it is part of the final drain).
+    Dead(String),
+    /// An echo failed verification (or the frames around it were malformed).
+    Corrupt(&'static str),
+    /// The peer closed TCP.
+    Eof,
+}
+
+/// Progress of the server's upgrade response.
+#[derive(Debug)]
+enum Upgrade {
+    /// The head is not complete yet.
+    Pending,
+    /// Refused or malformed: this error kind.
+    Failed(String),
+    /// Upgraded; frames start at this offset of the bytes just read.
+    Done(usize),
+}
+
+/// Everything of a run but the connections, the poller and the read buffer
+/// (so a connection can be borrowed from the slab while this is updated).
+#[derive(Debug)]
+struct State<'p> {
+    plan: &'p Plan,
+    sh: Shared,
+    /// Messages in flight per connection (0 for modes that send none).
+    depth: usize,
+    clock: Clock,
+    c: Counters,
+    hist: Histogram<u64>,
+    probe: Probe,
+    /// Rate-mode sends and churn-mode lifetimes: (due ns, slab key, conn id).
+    timers: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Rate mode: time between two sends of one connection, ns.
+    rate_interval_ns: u64,
+    life: Lifetimes,
+    ticks: Ticks,
+    /// `--reconnect`: lost slots waiting for a new connection:
+    /// (due ns, attempt number, ns the slot was lost).
+    retries: BinaryHeap<Reverse<(u64, u32, u64)>>,
+    /// `--reconnect` counts.
+    rc: Reconnects,
+    /// One point per tick (about a second): the charts' time series.
+    series: Vec<stats::Point>,
+    /// Sum of reconnect gaps, ns (for the mean).
+    gap_ns_sum: u64,
+    /// Id of the last connection started (ids start at 1 and are never reused).
+    next_id: u64,
+    /// Connects started (ramp-up accounting; not handshakes mode).
+    attempts: usize,
+    bar: Option<ProgressBar>,
+    /// Live lines on stderr (not a child, not --quiet).
+    show: bool,
+}
+
+/// One swarm process: the connections and the event loop around them.
+#[derive(Debug)]
+struct Swarm<'p> {
+    conns: Slab<Conn>,
+    poll: Poll,
+    /// One read buffer for every connection.
+    rbuf: Vec<u8>,
+    st: State<'p>,
+}
+
 /// Run the swarm described by `plan` to completion and report.
 pub fn run(plan: &Plan) -> io::Result<Report> {
-    let t0 = Instant::now();
-    let ns = |t: Instant| t.duration_since(t0).as_nanos() as u64;
-    let spec = MsgSpec { size: plan.size, text: plan.text, kind: plan.kind, compress: plan.compress };
-    let sh = Shared::build(spec, if plan.mode == Mode::Echo { plan.depth } else { 1 }, &plan.host, &plan.path);
-    if plan.compress.is_some() && show_info(plan) {
-        eprintln!(
-            "permessage-deflate: {} B payload compresses to {} B (level {}), sent with RSV1",
-            sh.plain.len(),
-            sh.payload.len(),
-            plan.compress.unwrap_or(0)
-        );
-    }
-    let depth = match plan.mode {
-        Mode::Echo => plan.depth.max(1),
-        Mode::Classic | Mode::Churn => 1,
-        _ => 0,
-    };
-    let churn = plan.mode == Mode::Churn;
-    let mut rng: u64 = (t0.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
-        .wrapping_add(plan.source_offset as u64 * 0x9E37_79B9_7F4A_7C15)
-        | 1;
-    let (life_lo, life_hi) = (plan.lifetime.0.as_nanos() as u64, plan.lifetime.1.as_nanos() as u64);
-    let mut lifetime_ns = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        life_lo + rng % (life_hi.saturating_sub(life_lo) + 1)
-    };
-    let mut samples: Vec<stats::Sample> = Vec::new();
-    let mut last_sample: Option<Instant> = None;
-    let mut poll = Poll::new()?;
+    let mut swarm = Swarm::new(plan)?;
     let mut events = Events::with_capacity(4096);
-    let mut conns: Slab<Conn> = Slab::with_capacity(plan.conns.min(1 << 16));
-    let mut rbuf = vec![0u8; 256 * 1024];
-    let mut hist: Histogram<u64> = new_histogram();
-    let mut c = Counters { initial_limit: plan.conns as u64, ..Default::default() };
-    let mut next_id: u64 = 0;
-    let mut attempts: usize = 0; // connects started (not handshakes mode)
-    let mut in_progress: usize = 0; // Connecting or Handshaking
-    let mut stage = Stage::Ramp;
-    let mut stage_end: Option<Instant> = None;
-    let mut window_start = t0;
-    let mut window_end = t0;
-    let mut cpu_start: Option<f64> = None;
-    let mut cpu_end: Option<f64> = None;
-    let rss_before = plan.server_pid.and_then(stats::proc_rss_kib);
-    let mut rss_after: Option<u64> = None;
-    let mut settle_at: Option<Instant> = None;
-    let mut announced_open = false;
-    // Rate mode timers: (due ns, slab key, conn id).
-    let mut timers: BinaryHeap<Reverse<(u64, usize, u64)>> = BinaryHeap::new();
-    let rate_interval_ns =
-        if plan.mode == Mode::Rate { (plan.conns as f64 / plan.rate.max(0.001) * 1e9) as u64 } else { 0 };
-    let mut last_tick = Instant::now();
-    let mut last_tick_msgs = 0u64;
-    let mut last_tick_hs = 0u64;
-    let mut last_classic = Instant::now();
-    let mut last_classic_msgs = 0u64;
-    let mut last_ping = Instant::now();
-    let mut last_sweep = Instant::now();
-    let ramp_deadline = t0 + Duration::from_secs(30) + Duration::from_millis(plan.conns as u64);
-
-    let show = !plan.child && !plan.quiet;
-    let bar = if show && plan.mode != Mode::Handshakes {
-        let b = ProgressBar::with_draw_target(Some(plan.conns as u64), ProgressDrawTarget::stderr_with_hz(5));
-        b.set_style(
-            ProgressStyle::with_template("ramp-up {bar:40} {pos}/{len} open  {per_sec}  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
-    let handshake_mode = plan.mode == Mode::Handshakes;
-    if handshake_mode {
-        stage = Stage::Warmup;
-        stage_end = Some(t0 + plan.warmup);
-        if plan.warmup.is_zero() {
-            stage = Stage::Window;
-            stage_end = Some(t0 + plan.duration);
-            cpu_start = plan.server_pid.and_then(stats::proc_cpu_us);
-            window_start = t0;
-        }
-    }
-
     loop {
         let now = Instant::now();
-        // ---- open new connections ----
-        let want_more = if handshake_mode {
-            matches!(stage, Stage::Warmup | Stage::Window) && conns.len() < plan.conns
-        } else if churn {
-            stage != Stage::Drain && conns.len() < plan.conns
-        } else {
-            attempts < plan.conns && stage == Stage::Ramp
-        };
-        if want_more && !STOP.load(Ordering::Relaxed) {
-            let limit = if handshake_mode { plan.conns } else { plan.ramp };
-            let refill = handshake_mode || churn;
-            while in_progress < limit && (if refill { conns.len() < plan.conns } else { attempts < plan.conns }) {
-                let src = if plan.source_ips.is_empty() {
-                    None
-                } else {
-                    let k = (plan.source_offset + next_id as usize) % plan.source_ips.len();
-                    Some(plan.source_ips[k])
-                };
-                attempts += 1;
-                next_id += 1;
-                match connect(src, plan.addr) {
-                    Ok(mut stream) => {
-                        let entry = conns.vacant_entry();
-                        let key = entry.key();
-                        poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
-                        entry.insert(Conn::new(stream, next_id, ns(now)));
-                        in_progress += 1;
-                    }
-                    Err(e) => {
-                        c.err(&format!("connect_{}", err_name(&e)));
-                        if refill {
-                            break; // try again next turn
-                        }
-                    }
-                }
-            }
-        }
-
-        // ---- stage transitions ----
-        if stage == Stage::Ramp {
-            let ramp_done =
-                if churn { c.initial_settled >= plan.conns as u64 } else { attempts >= plan.conns && in_progress == 0 };
-            if ramp_done || now >= ramp_deadline || STOP.load(Ordering::Relaxed) {
-                if !ramp_done {
-                    c.err("ramp_timeout");
-                }
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
-                if show {
-                    eprintln!("ramp-up done: {} open in {:.2} s", c.open, now.duration_since(t0).as_secs_f64());
-                }
-                if churn {
-                    if plan.child {
-                        emit(serde_json::json!({"ev": "open", "n": c.open}));
-                    } else {
-                        emit(serde_json::json!({"ev": "all_open", "n": c.open}));
-                    }
-                    if let Some(pid) = plan.server_pid {
-                        samples.push(stats::Sample::take(pid, "all_open", now.duration_since(t0), c.open));
-                        last_sample = Some(now);
-                        if show {
-                            samples[samples.len() - 1].print();
-                        }
-                    }
-                }
-                if plan.mode == Mode::Idle {
-                    settle_at = Some(now + plan.settle);
-                    stage = Stage::Window;
-                    window_start = now;
-                    stage_end = Some(now + plan.settle + plan.duration);
-                } else {
-                    stage = Stage::Warmup;
-                    stage_end = Some(now + plan.warmup);
-                }
-            }
-        }
-        if let Some(at) = settle_at {
-            if now >= at {
-                settle_at = None;
-                rss_after = plan.server_pid.and_then(stats::proc_rss_kib);
-                if !announced_open {
-                    announced_open = true;
-                    if plan.child {
-                        emit(serde_json::json!({"ev": "open", "n": c.open}));
-                    } else {
-                        emit(serde_json::json!({"ev": "all_open", "n": c.open,
-                            "rss_kib": rss_after}));
-                        if show {
-                            eprintln!(
-                                "ALL_OPEN {} connections; holding for {:.0} s (Ctrl-C stops)",
-                                c.open,
-                                plan.duration.as_secs_f64()
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        if stage == Stage::Warmup && stage_end.is_some_and(|e| now >= e) {
-            stage = Stage::Window;
-            window_start = now;
-            stage_end = Some(now + plan.duration);
-            cpu_start = plan.server_pid.and_then(stats::proc_cpu_us);
-            if plan.child {
-                emit(serde_json::json!({"ev": "window_start"}));
-            }
-        }
-        let stopping = STOP.load(Ordering::Relaxed);
-        if (stage == Stage::Window && stage_end.is_some_and(|e| now >= e)) || (stopping && stage != Stage::Drain) {
-            if stage == Stage::Window {
-                window_end = now;
-                cpu_end = plan.server_pid.and_then(stats::proc_cpu_us);
-                if let (Some(pid), true) = (plan.server_pid, plan.sample_every.is_some()) {
-                    samples.push(stats::Sample::take(pid, "end", now.duration_since(t0), c.open));
-                    if show {
-                        samples[samples.len() - 1].print();
-                    }
-                }
-            } else {
-                window_start = now;
-                window_end = now;
-            }
-            if plan.child {
-                emit(serde_json::json!({"ev": "window_end"}));
-            }
-            stage = Stage::Drain;
-            stage_end = Some(now + Duration::from_secs(2));
-            // Close every connection politely: the server closes TCP first,
-            // so TIME_WAIT lands on its side and our ports stay free.
-            let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
-            for k in keys {
-                let conn = &mut conns[k];
-                if conn.phase == Phase::Open {
-                    conn.start_close(&sh, ns(now));
-                    if conn.flush(&sh).is_err() {
-                        drop_conn(&mut conns, k, &poll, &mut c, &mut in_progress);
-                    }
-                } else if conn.phase != Phase::Closing {
-                    drop_conn(&mut conns, k, &poll, &mut c, &mut in_progress);
-                }
-            }
-        }
-        if stage == Stage::Drain && (conns.is_empty() || stage_end.is_some_and(|e| now >= e)) {
+        swarm.open_connections(now)?;
+        if swarm.advance_stage(now) {
             break;
         }
-
-        // ---- rate-mode sends due now ----
-        if plan.mode == Mode::Rate && matches!(stage, Stage::Ramp | Stage::Warmup | Stage::Window) {
-            let now_ns = ns(now);
-            while let Some(&Reverse((due, key, id))) = timers.peek() {
-                if due > now_ns {
-                    break;
-                }
-                timers.pop();
-                let Some(conn) = conns.get_mut(key) else { continue };
-                if conn.id != id || conn.phase != Phase::Open {
-                    continue;
-                }
-                conn.pending += 1;
-                conn.inflight.push_back(due);
-                timers.push(Reverse((due + rate_interval_ns, key, id)));
-                if let Err(e) = conn.flush(&sh) {
-                    c.err(&format!("write_{}", err_name(&e)));
-                    drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
-                }
-            }
-        }
-
-        // ---- churn: close connections whose lifetime is over ----
-        if churn && matches!(stage, Stage::Ramp | Stage::Warmup | Stage::Window) {
-            let now_ns = ns(now);
-            while let Some(&Reverse((due, key, id))) = timers.peek() {
-                if due > now_ns {
-                    break;
-                }
-                timers.pop();
-                let Some(conn) = conns.get_mut(key) else { continue };
-                if conn.id != id || conn.phase != Phase::Open {
-                    continue;
-                }
-                conn.start_close(&sh, now_ns);
-                if let Err(e) = conn.flush(&sh) {
-                    c.err(&format!("write_{}", err_name(&e)));
-                    drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
-                }
-            }
-        }
-
-        // ---- server samples (RSS, open fds) ----
-        if let (Some(pid), Some(every), Some(last)) = (plan.server_pid, plan.sample_every, last_sample) {
-            if now.duration_since(last) >= every && stage != Stage::Drain {
-                last_sample = Some(now);
-                samples.push(stats::Sample::take(pid, "run", now.duration_since(t0), c.open));
-                if show {
-                    samples[samples.len() - 1].print();
-                }
-            }
-        }
-
-        // ---- idle pings ----
-        if let Some(every) = plan.ping_every {
-            if plan.mode == Mode::Idle && now.duration_since(last_ping) >= every {
-                last_ping = now;
-                let mut ping = Vec::new();
-                wsecho::proto::frame::write_frame(
-                    &mut ping,
-                    true,
-                    0,
-                    wsecho::proto::OpCode::Ping,
-                    Some(crate::conn::KEY),
-                    b"lt",
-                );
-                let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
-                for k in keys {
-                    let conn = &mut conns[k];
-                    if conn.phase == Phase::Open {
-                        conn.queue_ctrl(&ping);
-                        if conn.flush(&sh).is_err() {
-                            c.err("write_ping");
-                            drop_conn(&mut conns, k, &poll, &mut c, &mut in_progress);
-                        }
-                    }
-                }
-            }
-        }
-
-        // ---- once a second: live line, timeouts ----
-        if now.duration_since(last_tick) >= Duration::from_secs(1) {
-            let dt = now.duration_since(last_tick).as_secs_f64();
-            let m = c.msgs_total - last_tick_msgs;
-            let h = c.hs_total - last_tick_hs;
-            last_tick = now;
-            last_tick_msgs = c.msgs_total;
-            last_tick_hs = c.hs_total;
-            if plan.child {
-                emit(serde_json::json!({"ev": "tick", "msgs": m, "hs": h, "open": c.open,
-                    "errors": c.errors_total, "dt": dt}));
-            } else if show && stage != Stage::Ramp && plan.mode != Mode::Classic {
-                let secs = now.duration_since(t0).as_secs();
-                match plan.mode {
-                    Mode::Handshakes => eprintln!(
-                        "[{secs:>4}s] {:>8.0} handshakes/s  open {:>6}  errors {}  {:?}",
-                        h as f64 / dt,
-                        c.open,
-                        c.errors_total,
-                        stage
-                    ),
-                    Mode::Churn => eprintln!(
-                        "[{secs:>4}s] {:>9.0} msgs/s {:>7.0} connects/s  open {:>6}  errors {}  {:?}",
-                        m as f64 / dt,
-                        h as f64 / dt,
-                        c.open,
-                        c.errors_total,
-                        stage
-                    ),
-                    _ => eprintln!(
-                        "[{secs:>4}s] {:>9.0} msgs/s {:>9.2} MB/s  open {:>6}  errors {}  {:?}",
-                        m as f64 / dt,
-                        m as f64 * plan.size as f64 / dt / 1e6,
-                        c.open,
-                        c.errors_total,
-                        stage
-                    ),
-                }
-            } else if let Some(b) = &bar {
-                b.set_message(format!("errors {}", c.errors_total));
-            }
-        }
-        if now.duration_since(last_sweep) >= Duration::from_millis(500) {
-            last_sweep = now;
-            let limit = ns(now).saturating_sub(10_000_000_000);
-            let stale: Vec<usize> =
-                conns.iter().filter(|(_, k)| k.phase != Phase::Open && k.phase_ns < limit).map(|(k, _)| k).collect();
-            for k in stale {
-                if stage != Stage::Drain {
-                    let what = match conns[k].phase {
-                        Phase::Connecting => "timeout_connect",
-                        Phase::Handshaking => "timeout_handshake",
-                        _ => "timeout_close",
-                    };
-                    c.err(what);
-                }
-                drop_conn(&mut conns, k, &poll, &mut c, &mut in_progress);
-            }
-        }
-        if plan.mode == Mode::Classic && stage != Stage::Ramp && now.duration_since(last_classic) >= plan.classic_every
-        {
-            let dt = now.duration_since(last_classic).as_secs_f64();
-            let m = c.msgs_total - last_classic_msgs;
-            last_classic = now;
-            last_classic_msgs = c.msgs_total;
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out, "Msg/sec: {}", (m as f64 / dt) as u64);
-            let _ = out.flush();
-        }
-
-        // ---- wait ----
-        let mut timeout = Duration::from_millis(250);
-        if let Some(&Reverse((due, _, _))) = timers.peek() {
-            let d = Duration::from_nanos(due.saturating_sub(ns(Instant::now())));
-            timeout = timeout.min(d);
-        }
-        if let Some(e) = stage_end {
-            timeout = timeout.min(e.saturating_duration_since(Instant::now()));
-        }
-        match poll.poll(&mut events, Some(timeout)) {
+        swarm.fire_timers(now);
+        swarm.periodic(now);
+        let timeout = swarm.st.poll_timeout();
+        match swarm.poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        swarm.handle_events(&events)?;
+    }
+    Ok(swarm.st.report())
+}
+
+// ---- setup and the connect ramp ----
+impl<'p> Swarm<'p> {
+    fn new(plan: &'p Plan) -> io::Result<Swarm<'p>> {
+        let t0 = Instant::now();
+        let spec = MsgSpec { size: plan.size, text: plan.text, kind: plan.kind, compress: plan.compress };
+        let sh = Shared::build(spec, if plan.mode == Mode::Echo { plan.depth } else { 1 }, &plan.host, &plan.path);
+        let show = !plan.child && !plan.quiet;
+        if plan.compress.is_some() && show {
+            eprintln!(
+                "permessage-deflate: {} B payload compresses to {} B (level {}), sent with RSV1",
+                sh.plain.len(),
+                sh.payload.len(),
+                plan.compress.unwrap_or(0)
+            );
+        }
+        let depth = match plan.mode {
+            Mode::Echo => plan.depth.max(1),
+            Mode::Classic | Mode::Churn => 1,
+            _ => 0,
+        };
+        let rng = (t0.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
+            .wrapping_add(plan.source_offset as u64 * 0x9E37_79B9_7F4A_7C15)
+            | 1;
+        let life = Lifetimes { rng, lo: plan.lifetime.0.as_nanos() as u64, hi: plan.lifetime.1.as_nanos() as u64 };
+        let mut probe = Probe {
+            pid: plan.server_pid,
+            rss_before: plan.server_pid.and_then(stats::proc_rss_kib),
+            ..Default::default()
+        };
+        let rate_interval_ns =
+            if plan.mode == Mode::Rate { (plan.conns as f64 / plan.rate.max(0.001) * 1e9) as u64 } else { 0 };
+        let mut clock = Clock {
+            t0,
+            stage: Stage::Ramp,
+            stage_end: None,
+            window_start: t0,
+            window_end: t0,
+            ramp_deadline: t0 + Duration::from_secs(30) + Duration::from_millis(plan.conns as u64),
+            settle_at: None,
+            announced_open: false,
+        };
+        let bar = if show && plan.mode != Mode::Handshakes {
+            let b = ProgressBar::with_draw_target(Some(plan.conns as u64), ProgressDrawTarget::stderr_with_hz(5));
+            b.set_style(
+                ProgressStyle::with_template("ramp-up {bar:40} {pos}/{len} open  {per_sec}  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            Some(b)
+        } else {
+            None
+        };
+        // Handshakes mode has no ramp-up: its connections are the workload.
+        if plan.mode == Mode::Handshakes {
+            clock.stage = Stage::Warmup;
+            clock.stage_end = Some(t0 + plan.warmup);
+            if plan.warmup.is_zero() {
+                clock.stage = Stage::Window;
+                clock.stage_end = Some(t0 + plan.duration);
+                probe.cpu_start = probe.cpu_now();
+                clock.window_start = t0;
+            }
+        }
         let now = Instant::now();
-        let now_ns = ns(now);
-        let measuring = stage == Stage::Window;
+        Ok(Swarm {
+            conns: Slab::with_capacity(plan.conns.min(1 << 16)),
+            poll: Poll::new()?,
+            rbuf: vec![0u8; 256 * 1024],
+            st: State {
+                plan,
+                sh,
+                depth,
+                clock,
+                c: Counters { initial_limit: plan.conns as u64, ..Default::default() },
+                hist: new_histogram(),
+                probe,
+                timers: BinaryHeap::new(),
+                rate_interval_ns,
+                life,
+                ticks: Ticks {
+                    last_tick: now,
+                    tick_msgs: 0,
+                    tick_hs: 0,
+                    last_classic: now,
+                    classic_msgs: 0,
+                    last_ping: now,
+                    last_sweep: now,
+                    tick_errors: 0,
+                    tick_drops: 0,
+                },
+                series: Vec::with_capacity(
+                    (plan.warmup + plan.duration + plan.settle).as_secs() as usize + plan.conns / 1000 + 64,
+                ),
+                retries: BinaryHeap::new(),
+                rc: Reconnects::default(),
+                gap_ns_sum: 0,
+                next_id: 0,
+                attempts: 0,
+                bar,
+                show,
+            },
+        })
+    }
+
+    /// Start connects: during the ramp-up at most `--ramp` in progress; in
+    /// handshakes and churn mode, refill every free slot all run long.
+    fn open_connections(&mut self, now: Instant) -> io::Result<()> {
+        let st = &mut self.st;
+        let plan = st.plan;
+        let handshake_mode = plan.mode == Mode::Handshakes;
+        let churn = plan.mode == Mode::Churn;
+        let want_more = if handshake_mode {
+            matches!(st.clock.stage, Stage::Warmup | Stage::Window) && self.conns.len() < plan.conns
+        } else if churn {
+            st.clock.stage != Stage::Drain && self.conns.len() < plan.conns
+        } else {
+            st.attempts < plan.conns && st.clock.stage == Stage::Ramp
+        };
+        if plan.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if want_more {
+            let limit = if handshake_mode { plan.conns } else { plan.ramp };
+            let refill = handshake_mode || churn;
+            while self.st.c.in_progress < limit
+                && (if refill { self.conns.len() < plan.conns } else { self.st.attempts < plan.conns })
+            {
+                self.st.attempts += 1;
+                if let Some(e) = self.start_connect(now, 0, 0)? {
+                    self.st.c.err(&format!("connect_{}", err_name(&e)));
+                    if refill {
+                        break; // try again next turn
+                    }
+                }
+            }
+        }
+        self.reopen_lost_slots(now)
+    }
+
+    /// `--reconnect`: start a new connection for every lost slot that is
+    /// due, at most `--ramp` connects in progress.
+    fn reopen_lost_slots(&mut self, now: Instant) -> io::Result<()> {
+        if self.st.clock.stage == Stage::Drain {
+            return Ok(());
+        }
+        let now_ns = self.st.clock.ns(now);
+        while self.st.c.in_progress < self.st.plan.ramp {
+            let Some(&Reverse((due, attempt, lost_at))) = self.st.retries.peek() else { break };
+            if due > now_ns {
+                break;
+            }
+            self.st.retries.pop();
+            if let Some(e) = self.start_connect(now, attempt, lost_at)? {
+                self.st.retry_failed(&format!("connect_{}", err_name(&e)), attempt + 1, lost_at, now_ns);
+            }
+        }
+        Ok(())
+    }
+
+    /// Start one nonblocking connect (for a lost slot if `retry` > 0);
+    /// `Ok(Some(e))` if connect() itself failed.
+    fn start_connect(&mut self, now: Instant, retry: u32, lost_at_ns: u64) -> io::Result<Option<io::Error>> {
+        let st = &mut self.st;
+        let plan = st.plan;
+        let src = if plan.source_ips.is_empty() {
+            None
+        } else {
+            let k = (plan.source_offset + st.next_id as usize) % plan.source_ips.len();
+            Some(plan.source_ips[k])
+        };
+        st.next_id += 1;
+        let mut stream = match connect(src, plan.addr) {
+            Ok(stream) => stream,
+            Err(e) => return Ok(Some(e)),
+        };
+        let entry = self.conns.vacant_entry();
+        self.poll.registry().register(&mut stream, Token(entry.key()), Interest::READABLE | Interest::WRITABLE)?;
+        let mut conn = Conn::new(stream, st.next_id, st.clock.ns(now));
+        conn.retry = retry;
+        conn.lost_at_ns = lost_at_ns;
+        entry.insert(conn);
+        st.c.in_progress += 1;
+        Ok(None)
+    }
+
+    /// Forget connection `key`: deregister it (closing the socket) and update
+    /// the open / in-progress counts.
+    fn drop_conn(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let c = &mut self.st.c;
+            match conn.phase {
+                Phase::Connecting | Phase::Handshaking => {
+                    c.in_progress -= 1;
+                    if conn.id <= c.initial_limit {
+                        c.initial_settled += 1;
+                    }
+                }
+                _ => c.open -= 1,
+            }
+        }
+    }
+
+    /// Connection `key` is over: count `error` (if any) and drop it. With
+    /// `--reconnect`, outside the final drain, a connection the server closed
+    /// with 1001 or whose TCP connection dropped instead counts as a drop and
+    /// its slot is queued for a new connection; a failed attempt to restore a
+    /// slot is retried after a backoff.
+    fn end_conn(&mut self, key: usize, error: Option<&str>, now_ns: u64) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let st = &mut self.st;
+        if st.plan.reconnect && st.clock.stage != Stage::Drain {
+            let upgraded = !matches!(conn.phase, Phase::Connecting | Phase::Handshaking);
+            if !upgraded && conn.retry > 0 {
+                st.retry_failed(error.unwrap_or("closed"), conn.retry + 1, conn.lost_at_ns, now_ns);
+                self.drop_conn(key);
+                return;
+            }
+            let went_away = conn.server_close == Some(1001);
+            if upgraded && (went_away || error.is_some_and(is_tcp_drop)) {
+                let cause = if went_away { "close_1001" } else { error.unwrap_or("closed") };
+                *st.rc.drops.entry(cause.to_string()).or_default() += 1;
+                st.rc.dropped += 1;
+                let (sent, unsent) = conn.take_outstanding();
+                st.rc.lost_in_flight += sent;
+                st.rc.unsent_at_drop += unsent;
+                let lost_at = if went_away { conn.lost_at_ns } else { now_ns };
+                st.retries.push(Reverse((now_ns, 1, lost_at)));
+                self.drop_conn(key);
+                return;
+            }
+        }
+        if let Some(kind) = error {
+            st.c.err(kind);
+        }
+        self.drop_conn(key);
+    }
+}
+
+// ---- stages: ramp-up -> warm-up -> window -> drain ----
+impl Swarm<'_> {
+    /// Move the run along its stages; true once the final drain is over.
+    fn advance_stage(&mut self, now: Instant) -> bool {
+        let st = &mut self.st;
+        if st.clock.stage == Stage::Ramp {
+            st.end_ramp_if_done(now);
+        }
+        st.settle(now);
+        if st.clock.stage == Stage::Warmup && st.clock.stage_over(now) {
+            st.open_window(now);
+        }
+        let stopping = st.plan.stop.load(Ordering::Relaxed);
+        let window_over = st.clock.stage == Stage::Window && st.clock.stage_over(now);
+        if window_over || (stopping && st.clock.stage != Stage::Drain) {
+            self.begin_drain(now);
+        }
+        self.st.clock.stage == Stage::Drain && (self.conns.is_empty() || self.st.clock.stage_over(now))
+    }
+
+    /// End the window and close every connection politely: the server
+    /// closes TCP first, so TIME_WAIT lands on its side and our ports stay free.
+    fn begin_drain(&mut self, now: Instant) {
+        self.st.close_window(now);
+        if self.st.plan.reconnect {
+            let connecting = self
+                .conns
+                .iter()
+                .filter(|(_, k)| k.retry > 0 && matches!(k.phase, Phase::Connecting | Phase::Handshaking))
+                .count();
+            self.st.rc.pending_at_end = (self.st.retries.len() + connecting) as u64;
+            self.st.retries.clear();
+        }
+        let now_ns = self.st.clock.ns(now);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let conn = &mut self.conns[k];
+            if conn.phase == Phase::Open {
+                conn.start_close(&self.st.sh, now_ns);
+                if conn.flush(&self.st.sh).is_err() {
+                    self.drop_conn(k);
+                }
+            } else if conn.phase != Phase::Closing {
+                self.drop_conn(k);
+            }
+        }
+    }
+}
+
+impl State<'_> {
+    /// The ramp-up is over once every first connect settled (or on timeout
+    /// or Ctrl-C): announce it, then warm up (idle: settle and hold).
+    fn end_ramp_if_done(&mut self, now: Instant) {
+        let plan = self.plan;
+        let churn = plan.mode == Mode::Churn;
+        let ramp_done = if churn {
+            self.c.initial_settled >= plan.conns as u64
+        } else {
+            self.attempts >= plan.conns && self.c.in_progress == 0
+        };
+        if !(ramp_done || now >= self.clock.ramp_deadline || plan.stop.load(Ordering::Relaxed)) {
+            return;
+        }
+        if !ramp_done {
+            self.c.err("ramp_timeout");
+        }
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if self.show {
+            eprintln!("ramp-up done: {} open in {:.2} s", self.c.open, now.duration_since(self.clock.t0).as_secs_f64());
+        }
+        if churn {
+            if plan.child {
+                emit(serde_json::json!({"ev": "open", "n": self.c.open}));
+            } else {
+                emit(serde_json::json!({"ev": "all_open", "n": self.c.open}));
+            }
+            if plan.server_pid.is_some() {
+                self.probe.sample("all_open", now.duration_since(self.clock.t0), self.c.open, self.show);
+                self.probe.last_sample = Some(now);
+            }
+        }
+        if plan.mode == Mode::Idle {
+            self.clock.settle_at = Some(now + plan.settle);
+            self.clock.stage = Stage::Window;
+            self.clock.window_start = now;
+            self.clock.stage_end = Some(now + plan.settle + plan.duration);
+        } else {
+            self.clock.stage = Stage::Warmup;
+            self.clock.stage_end = Some(now + plan.warmup);
+        }
+    }
+
+    /// Idle mode: once settled, read the server's RSS and say all are open.
+    fn settle(&mut self, now: Instant) {
+        let Some(at) = self.clock.settle_at else { return };
+        if now < at {
+            return;
+        }
+        self.clock.settle_at = None;
+        self.probe.rss_after = self.plan.server_pid.and_then(stats::proc_rss_kib);
+        if self.clock.announced_open {
+            return;
+        }
+        self.clock.announced_open = true;
+        if self.plan.child {
+            emit(serde_json::json!({"ev": "open", "n": self.c.open}));
+        } else {
+            emit(serde_json::json!({"ev": "all_open", "n": self.c.open, "rss_kib": self.probe.rss_after}));
+            if self.show {
+                eprintln!(
+                    "ALL_OPEN {} connections; holding for {:.0} s (Ctrl-C stops)",
+                    self.c.open,
+                    self.plan.duration.as_secs_f64()
+                );
+            }
+        }
+    }
+
+    /// Warm-up over: start measuring.
+    fn open_window(&mut self, now: Instant) {
+        self.clock.stage = Stage::Window;
+        self.clock.window_start = now;
+        self.clock.stage_end = Some(now + self.plan.duration);
+        self.probe.cpu_start = self.probe.cpu_now();
+        if self.plan.child {
+            emit(serde_json::json!({"ev": "window_start"}));
+        }
+    }
+
+    /// Stop measuring (an empty window if stopped before it began) and enter
+    /// the drain, which lasts at most 2 s.
+    fn close_window(&mut self, now: Instant) {
+        if self.clock.stage == Stage::Window {
+            self.clock.window_end = now;
+            // The window's last part-second, so the series covers all of it.
+            if now.duration_since(self.ticks.last_tick) >= Duration::from_millis(100) {
+                self.record_point(now);
+            }
+            self.probe.cpu_end = self.probe.cpu_now();
+            if self.plan.sample_every.is_some() {
+                self.probe.sample("end", now.duration_since(self.clock.t0), self.c.open, self.show);
+            }
+        } else {
+            self.clock.window_start = now;
+            self.clock.window_end = now;
+        }
+        if self.plan.child {
+            emit(serde_json::json!({"ev": "window_end"}));
+        }
+        self.clock.stage = Stage::Drain;
+        self.clock.stage_end = Some(now + Duration::from_secs(2));
+    }
+
+    /// `--reconnect`: attempt `attempt - 1` to restore a slot failed with
+    /// `kind`; queue attempt `attempt` after the backoff.
+    fn retry_failed(&mut self, kind: &str, attempt: u32, lost_at: u64, now_ns: u64) {
+        *self.rc.failed_attempts.entry(kind.to_string()).or_default() += 1;
+        let max = RETRY_MAX.as_nanos() as u64;
+        let base = (RETRY_FIRST.as_nanos() as u64).saturating_mul(1 << (attempt.saturating_sub(2)).min(16)).min(max);
+        let wait = base / 2 + self.life.next_u64() % (base / 2 + 1);
+        self.retries.push(Reverse((now_ns + wait, attempt, lost_at)));
+    }
+
+    /// How long the poller may sleep: until the next timer or stage end,
+    /// and never more than 250 ms (the periodic jobs).
+    fn poll_timeout(&self) -> Duration {
+        let mut timeout = Duration::from_millis(250);
+        if let Some(&Reverse((due, _, _))) = self.timers.peek() {
+            let d = Duration::from_nanos(due.saturating_sub(self.clock.ns(Instant::now())));
+            timeout = timeout.min(d);
+        }
+        if let Some(&Reverse((due, _, _))) = self.retries.peek() {
+            let d = Duration::from_nanos(due.saturating_sub(self.clock.ns(Instant::now())));
+            timeout = timeout.min(d);
+        }
+        if let Some(e) = self.clock.stage_end {
+            timeout = timeout.min(e.saturating_duration_since(Instant::now()));
+        }
+        timeout
+    }
+}
+
+// ---- the mode's own work: timers and periodic jobs ----
+impl Swarm<'_> {
+    /// Rate mode: send every message that is due. Churn mode: close every
+    /// connection whose lifetime is over.
+    fn fire_timers(&mut self, now: Instant) {
+        let mode = self.st.plan.mode;
+        if !matches!(mode, Mode::Rate | Mode::Churn)
+            || !matches!(self.st.clock.stage, Stage::Ramp | Stage::Warmup | Stage::Window)
+        {
+            return;
+        }
+        let now_ns = self.st.clock.ns(now);
+        while let Some(&Reverse((due, key, id))) = self.st.timers.peek() {
+            if due > now_ns {
+                break;
+            }
+            self.st.timers.pop();
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            if conn.id != id || conn.phase != Phase::Open {
+                continue;
+            }
+            if mode == Mode::Rate {
+                conn.pending += 1;
+                conn.inflight.push_back(due);
+                self.st.timers.push(Reverse((due + self.st.rate_interval_ns, key, id)));
+            } else {
+                conn.start_close(&self.st.sh, now_ns);
+            }
+            if let Err(e) = conn.flush(&self.st.sh) {
+                self.end_conn(key, Some(&format!("write_{}", err_name(&e))), now_ns);
+            }
+        }
+    }
+
+    /// Server samples, idle pings, the live line, the stale sweep, and
+    /// classic mode's `Msg/sec` line, each when its time has come.
+    fn periodic(&mut self, now: Instant) {
+        self.st.sample_server(now);
+        self.send_pings(now);
+        self.st.tick(now);
+        self.sweep_stale(now);
+        self.st.classic_line(now);
+    }
+
+    /// Idle mode with `--ping-every`: a Ping on every open connection.
+    fn send_pings(&mut self, now: Instant) {
+        let Some(every) = self.st.plan.ping_every else { return };
+        if self.st.plan.mode != Mode::Idle || now.duration_since(self.st.ticks.last_ping) < every {
+            return;
+        }
+        self.st.ticks.last_ping = now;
+        let mut ping = Vec::new();
+        wsecho::proto::frame::write_frame(
+            &mut ping,
+            true,
+            0,
+            wsecho::proto::OpCode::Ping,
+            Some(crate::conn::KEY),
+            b"lt",
+        );
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let conn = &mut self.conns[k];
+            if conn.phase == Phase::Open {
+                conn.queue_ctrl(&ping);
+                if conn.flush(&self.st.sh).is_err() {
+                    let now_ns = self.st.clock.ns(now);
+                    self.end_conn(k, Some("write_ping"), now_ns);
+                }
+            }
+        }
+    }
+
+    /// Every 500 ms: drop connections stuck 10 s connecting, upgrading or closing.
+    fn sweep_stale(&mut self, now: Instant) {
+        if now.duration_since(self.st.ticks.last_sweep) < Duration::from_millis(500) {
+            return;
+        }
+        self.st.ticks.last_sweep = now;
+        let limit = self.st.clock.ns(now).saturating_sub(10_000_000_000);
+        let stale: Vec<usize> =
+            self.conns.iter().filter(|(_, k)| k.phase != Phase::Open && k.phase_ns < limit).map(|(k, _)| k).collect();
+        let now_ns = self.st.clock.ns(now);
+        for k in stale {
+            let what = match self.conns[k].phase {
+                Phase::Connecting => "timeout_connect",
+                Phase::Handshaking => "timeout_handshake",
+                _ => "timeout_close",
+            };
+            let error = if self.st.clock.stage != Stage::Drain { Some(what) } else { None };
+            self.end_conn(k, error, now_ns);
+        }
+    }
+}
+
+impl State<'_> {
+    /// `--sample-every` with `--server-pid`: the server's RSS and fds.
+    fn sample_server(&mut self, now: Instant) {
+        let (Some(every), Some(last)) = (self.plan.sample_every, self.probe.last_sample) else { return };
+        if self.probe.pid.is_some() && now.duration_since(last) >= every && self.clock.stage != Stage::Drain {
+            self.probe.last_sample = Some(now);
+            self.probe.sample("run", now.duration_since(self.clock.t0), self.c.open, self.show);
+        }
+    }
+
+    /// Close the interval since the last tick: append its point to the
+    /// series and return (seconds, messages, handshakes) in it.
+    fn record_point(&mut self, now: Instant) -> (f64, u64, u64) {
+        let c = &self.c;
+        let dt = now.duration_since(self.ticks.last_tick).as_secs_f64();
+        let m = c.msgs_total - self.ticks.tick_msgs;
+        let h = c.hs_total - self.ticks.tick_hs;
+        self.ticks.last_tick = now;
+        self.ticks.tick_msgs = c.msgs_total;
+        self.ticks.tick_hs = c.hs_total;
+        self.series.push(stats::Point {
+            t_s: now.duration_since(self.clock.t0).as_secs_f64(),
+            msgs_per_s: m as f64 / dt.max(1e-9),
+            connects_per_s: h as f64 / dt.max(1e-9),
+            open: c.open,
+            errors: c.errors_total - self.ticks.tick_errors,
+            drops: self.rc.dropped - self.ticks.tick_drops,
+        });
+        self.ticks.tick_errors = c.errors_total;
+        self.ticks.tick_drops = self.rc.dropped;
+        (dt, m, h)
+    }
+
+    /// Once a second: a point of the series, and the live line (or a
+    /// child's `tick` event).
+    fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.ticks.last_tick) < Duration::from_secs(1) {
+            return;
+        }
+        let (dt, m, h) = self.record_point(now);
+        let plan = self.plan;
+        let c = &self.c;
+        let stage = self.clock.stage;
+        if plan.child {
+            emit(serde_json::json!({"ev": "tick", "msgs": m, "hs": h, "open": c.open,
+                "errors": c.errors_total, "dt": dt}));
+        } else if self.show && stage != Stage::Ramp && plan.mode != Mode::Classic {
+            let secs = now.duration_since(self.clock.t0).as_secs();
+            match plan.mode {
+                Mode::Handshakes => eprintln!(
+                    "[{secs:>4}s] {:>8.0} handshakes/s  open {:>6}  errors {}  {:?}",
+                    h as f64 / dt,
+                    c.open,
+                    c.errors_total,
+                    stage
+                ),
+                Mode::Churn => eprintln!(
+                    "[{secs:>4}s] {:>9.0} msgs/s {:>7.0} connects/s  open {:>6}  errors {}  {:?}",
+                    m as f64 / dt,
+                    h as f64 / dt,
+                    c.open,
+                    c.errors_total,
+                    stage
+                ),
+                _ => eprintln!(
+                    "[{secs:>4}s] {:>9.0} msgs/s {:>9.2} MB/s  open {:>6}  errors {}  {:?}",
+                    m as f64 / dt,
+                    m as f64 * plan.size as f64 / dt / 1e6,
+                    c.open,
+                    c.errors_total,
+                    stage
+                ),
+            }
+        } else if let Some(b) = &self.bar {
+            b.set_message(format!("errors {}", c.errors_total));
+        }
+    }
+
+    /// Classic mode: `Msg/sec: X` every `classic_every`.
+    fn classic_line(&mut self, now: Instant) {
+        if self.plan.mode != Mode::Classic
+            || self.clock.stage == Stage::Ramp
+            || now.duration_since(self.ticks.last_classic) < self.plan.classic_every
+        {
+            return;
+        }
+        let dt = now.duration_since(self.ticks.last_classic).as_secs_f64();
+        let m = self.c.msgs_total - self.ticks.classic_msgs;
+        self.ticks.last_classic = now;
+        self.ticks.classic_msgs = self.c.msgs_total;
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "Msg/sec: {}", (m as f64 / dt) as u64);
+        let _ = out.flush();
+    }
+}
+
+// ---- I/O events: connect, upgrade, frames ----
+impl Swarm<'_> {
+    fn handle_events(&mut self, events: &Events) -> io::Result<()> {
+        let now_ns = self.st.clock.ns(Instant::now());
         for event in events.iter() {
-            let key = event.token().0;
-            let Some(conn) = conns.get_mut(key) else { continue };
-            // Connecting: wait until the kernel says connected or failed.
-            if conn.phase == Phase::Connecting {
-                match conn.stream.take_error() {
-                    Ok(Some(e)) | Err(e) => {
-                        c.err(&format!("connect_{}", err_name(&e)));
-                        drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
-                        continue;
-                    }
-                    Ok(None) => {}
+            self.on_event(event, now_ns)?;
+        }
+        Ok(())
+    }
+
+    /// One readiness event: finish the connect, read everything, write what
+    /// is owed, and drop the connection if it failed or ended.
+    fn on_event(&mut self, event: &Event, now_ns: u64) -> io::Result<()> {
+        let key = event.token().0;
+        let Some(conn) = self.conns.get(key) else { return Ok(()) };
+        if conn.phase == Phase::Connecting && !self.connected(key, now_ns) {
+            return Ok(());
+        }
+        let mut end = if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read_all(key, now_ns)?
+        } else {
+            End::Alive
+        };
+        if let (End::Alive, Some(conn)) = (&end, self.conns.get_mut(key)) {
+            if let Err(e) = conn.flush(&self.st.sh) {
+                end = if !conn.got_close { End::Dead(format!("write_{}", err_name(&e))) } else { End::Eof };
+            }
+        }
+        self.finish(key, end, now_ns);
+        Ok(())
+    }
+
+    /// A connecting socket got an event: true once it is connected (the
+    /// upgrade request is then queued); a failed connect is dropped.
+    fn connected(&mut self, key: usize, now_ns: u64) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else { return false };
+        let err = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => e,
+            Ok(None) => match conn.stream.peer_addr() {
+                Ok(_) => {
+                    conn.phase = Phase::Handshaking;
+                    conn.queue_ctrl(&self.st.sh.request);
+                    return true;
                 }
-                match conn.stream.peer_addr() {
-                    Ok(_) => {
-                        conn.phase = Phase::Handshaking;
-                        conn.queue_ctrl(&sh.request);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
-                    Err(e) => {
-                        c.err(&format!("connect_{}", err_name(&e)));
-                        drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
-                        continue;
-                    }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
+                Err(e) => e,
+            },
+        };
+        self.end_conn(key, Some(&format!("connect_{}", err_name(&err))), now_ns);
+        false
+    }
+
+    /// Read connection `key` to `WouldBlock`, feeding the upgrade response
+    /// and then the frames to their parsers.
+    fn read_all(&mut self, key: usize, now_ns: u64) -> io::Result<End> {
+        let Swarm { conns, rbuf, st, .. } = self;
+        let Some(conn) = conns.get_mut(key) else { return Ok(End::Alive) };
+        loop {
+            let n = match conn.read_into(rbuf) {
+                Ok(0) => return Ok(End::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(End::Alive),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(End::Dead(format!("read_{}", err_name(&e)))),
+            };
+            let mut data = &rbuf[..n];
+            if conn.phase == Phase::Handshaking {
+                match st.on_response_bytes(conn, key, data, now_ns)? {
+                    Upgrade::Pending => continue,
+                    Upgrade::Failed(kind) => return Ok(End::Dead(kind)),
+                    Upgrade::Done(start) => data = &rbuf[start..n],
                 }
             }
-            // Read everything available.
-            let mut dead: Option<String> = None;
-            let mut eof = false;
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                loop {
-                    let n = match conn.read_into(&mut rbuf) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            dead = Some(format!("read_{}", err_name(&e)));
-                            break;
-                        }
-                    };
-                    let mut data = &rbuf[..n];
-                    if conn.phase == Phase::Handshaking {
-                        conn.head.extend_from_slice(data);
-                        let limits = wsecho::proto::Limits::default();
-                        match wsecho::proto::handshake::parse_response(&conn.head, &limits) {
-                            Ok(None) => continue,
-                            Err(_) => {
-                                dead = Some("bad_response".into());
-                                break;
-                            }
-                            Ok(Some(resp)) => {
-                                if resp.status != 101 {
-                                    dead = Some(format!("http_{}", resp.status));
-                                    break;
-                                }
-                                if resp.accept.as_deref() != Some(sh.accept.as_str()) {
-                                    dead = Some("bad_accept".into());
-                                    break;
-                                }
-                                if plan.compress.is_some() {
-                                    let ext = resp.extensions.as_deref().unwrap_or("");
-                                    let agreed = wsecho::proto::deflate::client_agreed(ext);
-                                    let Some(a) = agreed.filter(|a| a.client_max_window_bits == 15) else {
-                                        return Err(io::Error::other(format!(
-                                            "--compress: the server's 101 does not agree to permessage-deflate \
-                                             as offered (Sec-WebSocket-Extensions: {:?}); is it running with \
-                                             compression off?",
-                                            resp.extensions
-                                        )));
-                                    };
-                                    // Both sides reset per message: the server may echo
-                                    // our compressed bytes verbatim; otherwise inflate.
-                                    let verbatim = a.server_no_context_takeover && a.client_no_context_takeover;
-                                    if plan.inflate_echo || !verbatim {
-                                        conn.inflate_echoes(a.server_no_context_takeover);
-                                    }
-                                }
-                                // Bytes after the head are frames: keep them.
-                                let already = conn.head.len() - n;
-                                let start = resp.head_len.saturating_sub(already);
-                                data = &rbuf[start..n];
-                                conn.head = Vec::new();
-                                in_progress -= 1;
-                                c.open += 1;
-                                c.open_max = c.open_max.max(c.open);
-                                if let Some(b) = &bar {
-                                    b.inc(1);
-                                }
-                                if measuring && handshake_mode {
-                                    let us = (now_ns - conn.started_ns) / 1000;
-                                    let _ = hist.record(us.max(1));
-                                }
-                                conn.phase_ns = now_ns;
-                                if conn.id <= c.initial_limit {
-                                    c.initial_settled += 1;
-                                }
-                                match plan.mode {
-                                    Mode::Handshakes => conn.start_close(&sh, now_ns),
-                                    Mode::Churn => {
-                                        conn.phase = Phase::Open;
-                                        conn.pending += 1;
-                                        conn.inflight.push_back(now_ns);
-                                        c.hs_total += 1;
-                                        if measuring {
-                                            c.hs_window += 1;
-                                        }
-                                        timers.push(Reverse((now_ns + lifetime_ns(), key, conn.id)));
-                                    }
-                                    Mode::Echo | Mode::Classic => {
-                                        conn.phase = Phase::Open;
-                                        conn.pending += depth as u64;
-                                        for _ in 0..depth {
-                                            conn.inflight.push_back(now_ns);
-                                        }
-                                    }
-                                    Mode::Rate => {
-                                        conn.phase = Phase::Open;
-                                        // Spread first sends over one interval.
-                                        let off = conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % rate_interval_ns.max(1);
-                                        let due = now_ns + off;
-                                        timers.push(Reverse((due, key, conn.id)));
-                                    }
-                                    Mode::Idle => conn.phase = Phase::Open,
-                                }
-                            }
-                        }
-                    }
-                    let mode = plan.mode;
-                    let in_window = stage == Stage::Window;
-                    let in_drain = stage == Stage::Drain;
-                    let res = conn.consume(data, &sh, |k, ev| match ev {
-                        RxEvent::Echo => {
-                            let Some(sent) = k.inflight.pop_front() else {
-                                return;
-                            };
-                            c.msgs_total += 1;
-                            if in_window {
-                                c.msgs_window += 1;
-                                let _ = hist.record(((now_ns.saturating_sub(sent)) / 1000).max(1));
-                            }
-                            if matches!(mode, Mode::Echo | Mode::Classic | Mode::Churn) && !k.sent_close {
-                                k.pending += 1;
-                                k.inflight.push_back(now_ns);
-                            }
-                        }
-                        RxEvent::Close(code) => {
-                            let e = c.close_codes.entry(code.to_string()).or_default();
-                            *e += 1;
-                            if !k.sent_close {
-                                // The server closed first: not part of any mode's plan.
-                                if !in_drain {
-                                    c.err(&format!("server_close_{code}"));
-                                }
-                                k.start_close(&sh, now_ns);
-                            }
-                        }
-                        RxEvent::Ping => k.queue_pong(),
-                    });
-                    if let Err(kind) = res {
-                        dead = Some(kind.to_string());
-                        break;
-                    }
-                }
+            if let Err(kind) = st.on_frames(conn, data, now_ns) {
+                return Ok(End::Corrupt(kind));
             }
-            if dead.is_none() && !eof {
-                if let Err(e) = conn.flush(&sh) {
-                    if !conn.got_close {
-                        dead = Some(format!("write_{}", err_name(&e)));
-                    } else {
-                        eof = true;
-                    }
-                }
+        }
+    }
+
+    /// Count how a connection ended and drop it (`End::Alive`: keep it).
+    fn finish(&mut self, key: usize, end: End, now_ns: u64) {
+        let Some(conn) = self.conns.get(key) else { return };
+        let st = &mut self.st;
+        let in_drain = st.clock.stage == Stage::Drain;
+        let error: Option<String> = match end {
+            End::Alive => return,
+            End::Corrupt(kind) => {
+                st.c.corrupted += 1;
+                Some(kind.to_string())
             }
-            if let Some(kind) = dead {
-                if stage != Stage::Drain || !conn.sent_close {
-                    c.err(&kind);
-                }
-                drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
-            } else if eof {
+            End::Dead(kind) => (!in_drain || !conn.sent_close).then_some(kind),
+            End::Eof => {
                 let ok_end = conn.sent_close && conn.got_close;
-                let was_hs = conn.phase == Phase::Closing && handshake_mode && ok_end;
-                if !ok_end && stage != Stage::Drain {
-                    c.err(match conn.phase {
+                // Handshakes mode: a cycle counts once the server's FIN is in.
+                if ok_end && conn.phase == Phase::Closing && st.plan.mode == Mode::Handshakes {
+                    st.c.hs_total += 1;
+                    if st.clock.stage == Stage::Window {
+                        st.c.hs_window += 1;
+                    }
+                }
+                (!ok_end && !in_drain).then(|| {
+                    match conn.phase {
                         Phase::Handshaking => "eof_in_handshake",
                         _ if conn.got_close => "eof_after_server_close",
                         _ => "eof",
-                    });
-                }
-                if was_hs {
-                    c.hs_total += 1;
-                    if measuring {
-                        c.hs_window += 1;
                     }
+                    .to_string()
+                })
+            }
+        };
+        self.end_conn(key, error.as_deref(), now_ns);
+    }
+}
+
+impl State<'_> {
+    /// Bytes of the server's upgrade response arrived on `conn`.
+    fn on_response_bytes(&mut self, conn: &mut Conn, key: usize, data: &[u8], now_ns: u64) -> io::Result<Upgrade> {
+        conn.head.extend_from_slice(data);
+        let limits = wsecho::proto::Limits::default();
+        let resp = match wsecho::proto::handshake::parse_response(&conn.head, &limits) {
+            Ok(None) => return Ok(Upgrade::Pending),
+            Err(_) => return Ok(Upgrade::Failed("bad_response".into())),
+            Ok(Some(resp)) => resp,
+        };
+        if resp.status != 101 {
+            return Ok(Upgrade::Failed(format!("http_{}", resp.status)));
+        }
+        if resp.accept.as_deref() != Some(self.sh.accept.as_str()) {
+            return Ok(Upgrade::Failed("bad_accept".into()));
+        }
+        if self.plan.compress.is_some() {
+            let ext = resp.extensions.as_deref().unwrap_or("");
+            let agreed = wsecho::proto::deflate::client_agreed(ext);
+            let Some(a) = agreed.filter(|a| a.client_max_window_bits == 15) else {
+                return Err(io::Error::other(format!(
+                    "--compress: the server's 101 does not agree to permessage-deflate \
+                     as offered (Sec-WebSocket-Extensions: {:?}); is it running with \
+                     compression off?",
+                    resp.extensions
+                )));
+            };
+            // Both sides reset per message: the server may echo
+            // our compressed bytes verbatim; otherwise inflate.
+            let verbatim = a.server_no_context_takeover && a.client_no_context_takeover;
+            if self.plan.inflate_echo || !verbatim {
+                conn.inflate_echoes(a.server_no_context_takeover);
+            }
+        }
+        // Bytes after the head are frames: keep them.
+        let already = conn.head.len() - data.len();
+        let start = resp.head_len.saturating_sub(already);
+        conn.head = Vec::new();
+        self.on_upgraded(conn, key, now_ns);
+        Ok(Upgrade::Done(start))
+    }
+
+    /// `conn` is upgraded: count it and start the mode's traffic.
+    fn on_upgraded(&mut self, conn: &mut Conn, key: usize, now_ns: u64) {
+        let c = &mut self.c;
+        let measuring = self.clock.stage == Stage::Window;
+        c.in_progress -= 1;
+        c.open += 1;
+        c.open_max = c.open_max.max(c.open);
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        if measuring && self.plan.mode == Mode::Handshakes {
+            let us = (now_ns - conn.started_ns) / 1000;
+            let _ = self.hist.record(us.max(1));
+        }
+        conn.phase_ns = now_ns;
+        if conn.id <= c.initial_limit {
+            c.initial_settled += 1;
+        }
+        if conn.retry > 0 {
+            self.rc.reconnected += 1;
+            let gap = now_ns.saturating_sub(conn.lost_at_ns);
+            self.gap_ns_sum += gap;
+            self.rc.gap_ms_max = self.rc.gap_ms_max.max(gap as f64 / 1e6);
+        }
+        match self.plan.mode {
+            Mode::Handshakes => conn.start_close(&self.sh, now_ns),
+            Mode::Churn => {
+                conn.phase = Phase::Open;
+                conn.pending += 1;
+                conn.inflight.push_back(now_ns);
+                c.hs_total += 1;
+                if measuring {
+                    c.hs_window += 1;
                 }
-                drop_conn(&mut conns, key, &poll, &mut c, &mut in_progress);
+                self.timers.push(Reverse((now_ns + self.life.next_ns(), key, conn.id)));
             }
-        }
-    }
-
-    let window = window_end.duration_since(window_start).as_secs_f64().max(1e-9);
-    let mut r = Report {
-        mode: plan.mode.name().into(),
-        target: plan.url.clone(),
-        conns: plan.conns,
-        conns_open_max: c.open_max,
-        size: plan.size,
-        depth,
-        window_s: window,
-        msgs: c.msgs_window,
-        msgs_per_s: c.msgs_window as f64 / window,
-        mb_per_s: c.msgs_window as f64 * plan.size as f64 / window / 1e6,
-        handshakes: c.hs_window,
-        handshakes_per_s: c.hs_window as f64 / window,
-        errors: c.errors,
-        close_codes: c.close_codes,
-        compressed_size: plan.compress.map(|_| sh.payload.len()),
-        samples,
-        ..Default::default()
-    };
-    if plan.mode == Mode::Idle {
-        r.window_s = window_end.duration_since(window_start).as_secs_f64();
-        r.msgs_per_s = 0.0;
-        r.mb_per_s = 0.0;
-    }
-    r.set_histogram(&hist, plan.child);
-    if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
-        let cpu = b - a;
-        r.server.cpu_us = Some(cpu);
-        if r.msgs > 0 {
-            r.server.cpu_us_per_msg = Some(cpu / r.msgs as f64);
-        }
-        if r.handshakes > 0 {
-            r.server.cpu_us_per_handshake = Some(cpu / r.handshakes as f64);
-        }
-    }
-    if plan.mode == Mode::Idle {
-        r.server.rss_before_kib = rss_before;
-        r.server.rss_after_kib = rss_after;
-        if let (Some(b), Some(a)) = (rss_before, rss_after) {
-            if c.open_max > 0 {
-                r.server.rss_per_conn_bytes = Some((a as f64 - b as f64) * 1024.0 / c.open_max as f64);
-            }
-        }
-    }
-    Ok(r)
-}
-
-fn drop_conn(conns: &mut Slab<Conn>, key: usize, poll: &Poll, c: &mut Counters, in_progress: &mut usize) {
-    if let Some(mut conn) = conns.try_remove(key) {
-        let _ = poll.registry().deregister(&mut conn.stream);
-        match conn.phase {
-            Phase::Connecting | Phase::Handshaking => {
-                *in_progress -= 1;
-                if conn.id <= c.initial_limit {
-                    c.initial_settled += 1;
+            Mode::Echo | Mode::Classic => {
+                conn.phase = Phase::Open;
+                conn.pending += self.depth as u64;
+                for _ in 0..self.depth {
+                    conn.inflight.push_back(now_ns);
                 }
             }
-            _ => c.open -= 1,
+            Mode::Rate => {
+                conn.phase = Phase::Open;
+                // Spread first sends over one interval.
+                let off = conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % self.rate_interval_ns.max(1);
+                self.timers.push(Reverse((now_ns + off, key, conn.id)));
+            }
+            Mode::Idle => conn.phase = Phase::Open,
         }
     }
-}
 
-fn err_name(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => "refused".into(),
-        Some(libc::ECONNRESET) => "reset".into(),
-        Some(libc::EPIPE) => "broken_pipe".into(),
-        Some(libc::EADDRNOTAVAIL) => "addr_not_avail".into(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) => "too_many_files".into(),
-        Some(libc::ETIMEDOUT) => "timed_out".into(),
-        _ => format!("{:?}", e.kind()).to_lowercase(),
+    /// Frames arrived on an open (or closing) `conn`: verify echoes, time
+    /// them, keep the closed loop going, answer pings and closes.
+    fn on_frames(&mut self, conn: &mut Conn, data: &[u8], now_ns: u64) -> Result<(), &'static str> {
+        let mode = self.plan.mode;
+        let in_window = self.clock.stage == Stage::Window;
+        let in_drain = self.clock.stage == Stage::Drain;
+        let reconnect = self.plan.reconnect && !in_drain;
+        let (c, hist, sh, rc) = (&mut self.c, &mut self.hist, &self.sh, &mut self.rc);
+        conn.consume(data, sh, |k, ev| match ev {
+            RxEvent::Echo => {
+                let Some(sent) = k.inflight.pop_front() else {
+                    return;
+                };
+                c.msgs_total += 1;
+                if in_window {
+                    c.msgs_window += 1;
+                    let _ = hist.record(((now_ns.saturating_sub(sent)) / 1000).max(1));
+                }
+                if matches!(mode, Mode::Echo | Mode::Classic | Mode::Churn) && !k.sent_close {
+                    k.pending += 1;
+                    k.inflight.push_back(now_ns);
+                }
+            }
+            RxEvent::Close(code) => {
+                let e = c.close_codes.entry(code.to_string()).or_default();
+                *e += 1;
+                if !k.sent_close {
+                    k.server_close = Some(code);
+                    if reconnect && code == 1001 {
+                        // Going away: expected in a rolling restart. What we
+                        // sent and will not get back is lost; the slot is
+                        // reconnected once this close completes (end_conn).
+                        let (sent, unsent) = k.take_outstanding();
+                        rc.lost_in_flight += sent;
+                        rc.unsent_at_drop += unsent;
+                        k.lost_at_ns = now_ns;
+                    } else if !in_drain {
+                        // The server closed first: not part of any mode's plan.
+                        c.err(&format!("server_close_{code}"));
+                    }
+                    k.start_close(sh, now_ns);
+                }
+            }
+            RxEvent::Ping => k.queue_pong(),
+        })
     }
 }
 
-fn show_info(plan: &Plan) -> bool {
-    !plan.child && !plan.quiet
+// ---- teardown: the report ----
+impl State<'_> {
+    fn report(self) -> Report {
+        let plan = self.plan;
+        let c = self.c;
+        let window_len = self.clock.window_end.duration_since(self.clock.window_start);
+        let window = window_len.as_secs_f64().max(1e-9);
+        let mut r = Report {
+            mode: plan.mode.name().into(),
+            target: plan.url.clone(),
+            conns: plan.conns,
+            conns_open_max: c.open_max,
+            size: plan.size,
+            depth: self.depth,
+            window_s: window,
+            window_start_s: self.clock.window_start.duration_since(self.clock.t0).as_secs_f64(),
+            series: self.series,
+            msgs: c.msgs_window,
+            msgs_per_s: c.msgs_window as f64 / window,
+            mb_per_s: c.msgs_window as f64 * plan.size as f64 / window / 1e6,
+            handshakes: c.hs_window,
+            handshakes_per_s: c.hs_window as f64 / window,
+            msgs_run: c.msgs_total,
+            corrupted: c.corrupted,
+            errors: c.errors,
+            close_codes: c.close_codes,
+            compressed_size: plan.compress.map(|_| self.sh.payload.len()),
+            samples: self.probe.samples,
+            ..Default::default()
+        };
+        if plan.mode == Mode::Idle {
+            r.window_s = window_len.as_secs_f64();
+            r.msgs_per_s = 0.0;
+            r.mb_per_s = 0.0;
+        }
+        r.set_histogram(&self.hist, plan.child);
+        if plan.reconnect {
+            let mut rc = self.rc;
+            if rc.reconnected > 0 {
+                rc.gap_ms_mean = self.gap_ns_sum as f64 / rc.reconnected as f64 / 1e6;
+            }
+            r.reconnect = Some(rc);
+        }
+        if let (Some(a), Some(b)) = (self.probe.cpu_start, self.probe.cpu_end) {
+            let cpu = b - a;
+            r.server.cpu_us = Some(cpu);
+            if r.msgs > 0 {
+                r.server.cpu_us_per_msg = Some(cpu / r.msgs as f64);
+            }
+            if r.handshakes > 0 {
+                r.server.cpu_us_per_handshake = Some(cpu / r.handshakes as f64);
+            }
+        }
+        if plan.mode == Mode::Idle {
+            r.server.rss_before_kib = self.probe.rss_before;
+            r.server.rss_after_kib = self.probe.rss_after;
+            if let (Some(b), Some(a)) = (self.probe.rss_before, self.probe.rss_after) {
+                if c.open_max > 0 {
+                    r.server.rss_per_conn_bytes = Some((a as f64 - b as f64) * 1024.0 / c.open_max as f64);
+                }
+            }
+        }
+        r
+    }
 }
