@@ -13,7 +13,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use wsecho::proto::echo::echo_frames;
-use wsecho::proto::frame::{write_frame, OpCode};
+use wsecho::proto::frame::{write_frame, FrameHeader, OpCode};
 use wsecho::proto::{Limits, Role, Session};
 
 struct Counting;
@@ -128,6 +128,44 @@ fn chunked(input: &[u8], out: &mut Vec<u8>) -> (usize, usize, usize) {
     })
 }
 
+/// Eight 1 MiB frames arriving in 64 KiB reads: each is streamed (echoed
+/// piece by piece as it arrives), so the buffer never holds more than one
+/// read plus a frame header. Returns the counts and the echoed payload.
+fn large_streamed(out: &mut Vec<u8>) -> ((usize, usize, usize), Vec<u8>, Vec<u8>) {
+    const FRAME: usize = 1 << 20;
+    let limits = Limits::default();
+    let mut session = Session::new(Role::Server);
+    let mut plain = Vec::new();
+    let mut input = Vec::new();
+    for f in 0..8u32 {
+        let payload: Vec<u8> = (0..FRAME as u32).map(|i| (i.wrapping_mul(31) ^ f) as u8).collect();
+        write_frame(&mut input, true, 0, OpCode::Binary, Some([9, 8, 7, f as u8]), &payload);
+        plain.extend_from_slice(&payload);
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024 + 64);
+    out.clear();
+    let counts = counted(|| {
+        for read in input.chunks(64 * 1024) {
+            buf.extend_from_slice(read); // within capacity: no allocation
+            let r = echo_frames(&mut session, &mut buf, &limits, out, None).unwrap();
+            assert!(r.end.is_none());
+            buf.copy_within(r.consumed.., 0);
+            buf.truncate(buf.len() - r.consumed);
+            assert!(buf.len() <= 14, "held {} bytes of a streamed frame", buf.len());
+        }
+        assert!(buf.is_empty());
+    });
+    // The echo, frame by frame: payloads concatenated.
+    let mut echoed = Vec::with_capacity(plain.len());
+    let mut at = 0;
+    while at < out.len() {
+        let (h, n) = FrameHeader::decode(&out[at..], Role::Client, 0, u64::MAX >> 1).unwrap().unwrap();
+        echoed.extend_from_slice(&out[at + n..at + n + h.payload_len as usize]);
+        at += n + h.payload_len as usize;
+    }
+    (counts, echoed, plain)
+}
+
 fn counted(f: impl FnOnce()) -> (usize, usize, usize) {
     ALLOCS.store(0, Relaxed);
     REALLOCS.store(0, Relaxed);
@@ -159,6 +197,15 @@ fn main() {
         );
         failed |= a + r + f != 0;
     }
+    let mut out = Vec::with_capacity(9 << 20);
+    let ((a, r, f), echoed, plain) = large_streamed(&mut out);
+    assert!(echoed == plain, "1 MiB frames: wrong echo");
+    println!(
+        "alloc_check (1 MiB frames, 64 KiB reads, streamed): 8 frames, {} output bytes: \
+         {a} allocations, {r} reallocations, {f} frees",
+        out.len()
+    );
+    failed |= a + r + f != 0;
     if failed {
         eprintln!("alloc_check: FAILED, the steady-state echo path allocated");
         std::process::exit(1);
