@@ -301,7 +301,11 @@ pub fn route(head: &[u8], policy: &UpgradePolicy, limits: &Limits) -> Result<Rou
     let slots = &mut storage[..limits.max_headers.min(256)];
     let mut req = httparse::Request::new(slots);
     match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
+        // httparse also ends a head at a bare `\n\n`; bytes between that and
+        // the `\r\n\r\n` the scanner found would be neither headers nor
+        // frames, so the two ends must agree.
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => return Err(MALFORMED),
         Ok(httparse::Status::Partial) => return Err(MALFORMED),
         Err(httparse::Error::TooManyHeaders) => return Err(TOO_LARGE),
         Err(_) => return Err(MALFORMED),
@@ -764,6 +768,15 @@ mod tests {
         // ...but is still required and checked (RFC 9112 §3.2).
         let no_host = req("http://localhost:8080/echo", "x").replace("Host: x\r\n", "");
         assert_eq!(route_str(&no_host), Err(NO_HOST));
+    }
+
+    #[test]
+    fn head_ending_early_at_a_bare_lf_pair_is_400() {
+        // httparse stops at "\n\n"; the scanner's head goes on to "\r\n\r\n".
+        let req = "GET / HTTP/1.1\nHost: x\n\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(route_str(req), Err(MALFORMED));
+        // A bare LF ending a header line is still accepted (RFC 9112 §2.2).
+        assert_eq!(route_str("GET / HTTP/1.1\nHost: x\r\n\r\n"), Ok(Route::Home));
     }
 
     const PAGE: &[u8] = b"<!doctype html><p>page</p>";
