@@ -231,7 +231,7 @@ fn split_target(target: &str) -> Result<(&str, Option<&[u8]>), HandshakeError> {
         return Ok((target, None));
     };
     // RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-    let scheme = target[..colon].as_bytes();
+    let scheme = &target.as_bytes()[..colon];
     let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
         && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
     let rest = &target[colon + 3..];
