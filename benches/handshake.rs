@@ -2,10 +2,15 @@
 //! 500 bytes, 12 headers): find the end of the head (`RequestScanner::feed`),
 //! parse and check it (`route`: httparse, gorilla's checks, key decode,
 //! SHA-1 + base64 accept key) and write the `101` response. Component lines
-//! (`scan`, `route`, `accept_key`, `write_101`) show where the time goes.
+//! (`scan`, `route`, `accept_key`, `write_101`) show where the time goes;
+//! `full_scan_accept` is what the reactor runs — `accept`, which adds the
+//! permessage-deflate negotiation of the request's offer to the above.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use wsecho::proto::handshake::{accept_key, route, write_switching, RequestScanner, Route, UpgradePolicy};
+use wsecho::proto::deflate::DeflateConfig;
+use wsecho::proto::handshake::{
+    accept, accept_key, route, write_switching, Accepted, RequestScanner, Route, UpgradePolicy,
+};
 use wsecho::proto::Limits;
 
 const REQUEST: &[u8] = b"GET /echo HTTP/1.1\r\n\
@@ -33,6 +38,20 @@ fn handshake_once(req: &[u8], policy: &UpgradePolicy, limits: &Limits, out: &mut
     out.len()
 }
 
+fn accept_once(
+    req: &[u8],
+    policy: &UpgradePolicy,
+    deflate: &DeflateConfig,
+    limits: &Limits,
+    out: &mut Vec<u8>,
+) -> usize {
+    let head = RequestScanner::default().feed(req, limits).unwrap().unwrap();
+    out.clear();
+    let accepted = accept(&req[..head], &req[head..], policy, deflate, limits, b"", out);
+    assert!(matches!(accepted, Ok(Accepted::Upgrade { deflate: Some(_), .. })), "{accepted:?}");
+    out.len()
+}
+
 fn bench_handshake(c: &mut Criterion) {
     let limits = Limits::default();
     let policy = UpgradePolicy::default();
@@ -47,6 +66,13 @@ fn bench_handshake(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("full_scan_route_write101", |b| {
         b.iter(|| handshake_once(black_box(REQUEST), &policy, &limits, &mut out))
+    });
+    let deflate = DeflateConfig::default();
+    accept_once(REQUEST, &policy, &deflate, &limits, &mut out);
+    assert!(out.windows(28).any(|w| w == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert!(out.windows(26).any(|w| w == b"Sec-WebSocket-Extensions: "));
+    g.bench_function("full_scan_accept", |b| {
+        b.iter(|| accept_once(black_box(REQUEST), &policy, &deflate, &limits, &mut out))
     });
     g.bench_function("scan", |b| b.iter(|| RequestScanner::default().feed(black_box(REQUEST), &limits)));
     g.bench_function("route", |b| b.iter(|| route(black_box(REQUEST), &policy, &limits)));

@@ -58,6 +58,43 @@ write("handshake", "home_page", b"\x02\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 write("handshake", "bad_key_post", b"\x01\x00" + GOOD.replace(b"GET", b"POST").replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"c2hvcnQ="))
 write("handshake", "small_limits_431", b"\x01\x09" + GOOD)
 write("handshake", "split_terminator", b"\x00\x00GET / HTTP/1.1\r\n\r\r\n\r\n")
+# HTTP rules beyond gorilla's checks (RFC 9112 §3.2, RFC 6455 §4.1 and §11.3).
+HOME = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def with_header(line):
+    return GOOD.replace(b"\r\n\r\n", b"\r\n" + line + b"\r\n\r\n")
+
+
+write("handshake", "no_host_upgrade", b"\x02\x00" + GOOD.replace(b"Host: localhost:8080\r\n", b""))
+write("handshake", "no_host_http10_home", b"\x02\x00GET / HTTP/1.0\r\n\r\n")
+write("handshake", "two_hosts", b"\x02\x00" + with_header(b"Host: evil.example"))
+write("handshake", "malformed_host", b"\x02\x00" + GOOD.replace(b"Host: localhost:8080", b"Host: local host"))
+write("handshake", "http10_upgrade", b"\x02\x00" + GOOD.replace(b"HTTP/1.1", b"HTTP/1.0"))
+write("handshake", "repeated_key", b"\x01\x00" + with_header(b"Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw=="))
+write("handshake", "repeated_version", b"\x01\x00" + with_header(b"sec-websocket-version: 13"))
+write("handshake", "repeated_origin", b"\x01\x02" + with_header(b"Origin: http://localhost:8080\r\nOrigin: http://evil.example"))
+write("handshake", "upgrade_with_body", b"\x02\x00" + with_header(b"Content-Length: 4") + b"\x81\x80ab")
+write("handshake", "upgrade_chunked_body", b"\x02\x00" + with_header(b"Transfer-Encoding: chunked") + b"0\r\n\r\n")
+write("handshake", "absolute_form_upgrade", b"\x02\x00" + GOOD.replace(b"GET /echo", b"GET http://localhost:8080/echo?x=1"))
+write(
+    "handshake",
+    "absolute_form_origin_uses_target_host",
+    b"\x01\x00"
+    + GOOD.replace(b"GET /echo", b"GET ws://localhost:8080/echo").replace(
+        b"Host: localhost:8080", b"Host: other.example\r\nOrigin: http://localhost:8080"
+    ),
+)
+write("handshake", "absolute_form_home", b"\x02\x00GET http://localhost:8080 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
+write("handshake", "absolute_form_userinfo", b"\x02\x00" + GOOD.replace(b"GET /echo", b"GET http://u@localhost/echo"))
+write("handshake", "pipelined_home", b"\x03\x00" + HOME + HOME)
+write("handshake", "not_found_then_frame", b"\x03\x00" + GOOD.replace(b"/echo", b"/nope") + frame(1, b"hi"))
+write("handshake", "bare_lf_head_inside_crlf_head", b"\x01\x00GET / HTTP/1.1\nHost: x\n\n" + GOOD)
+write(
+    "handshake",
+    "deflate_offer_compression_off",
+    b"\x02\x80" + with_header(b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"),
+)
 
 # frames_chunked: [chunk seed, config] + client stream
 ping_inside = (
