@@ -268,7 +268,6 @@ fn rfc9112_3_2_2_absolute_form_target_routes_on_its_path() {
 // before routing). Remove the `ignore` once it does.
 
 #[test]
-#[ignore = "needs the server's Handshaking arm to call proto::handshake::accept"]
 fn rfc9112_9_3_2_pipelined_home_page_requests_get_the_page_not_400() {
     let server = TestServer::start();
     let home = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -282,7 +281,6 @@ fn rfc9112_9_3_2_pipelined_home_page_requests_get_the_page_not_400() {
 }
 
 #[test]
-#[ignore = "needs the server's Handshaking arm to call proto::handshake::accept"]
 fn invalid_upgrade_with_trailing_bytes_gets_its_own_error_not_early_data() {
     let server = TestServer::start();
     let mut bytes = upgrade_request(KEY).replace("GET /echo", "GET /elsewhere").into_bytes();

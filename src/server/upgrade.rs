@@ -4,9 +4,9 @@
 use super::conn::{Conn, Phase};
 use super::ctx::{Ctx, Fate};
 use super::output::{enter_closing, CloseKind};
-use crate::proto::deflate::{self, PmdCodec};
+use crate::proto::deflate::PmdCodec;
 use crate::proto::frame::RSV1;
-use crate::proto::handshake::{self, Route};
+use crate::proto::handshake::{self, Accepted};
 use crate::proto::HandshakeError;
 use crate::proto::{Role, Session};
 
@@ -28,35 +28,19 @@ pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &
             return (buf.len(), Fate::Keep);
         }
     };
-    if head < buf.len() {
-        log::info!("conn {}: client sent data before handshake is complete", conn.id);
-        reject(conn, ctx, key, &handshake::EARLY_DATA);
-        return (buf.len(), Fate::Keep);
-    }
-    match handshake::route(&buf[..head], &ctx.cfg.policy, &limits) {
-        Ok(Route::Home) => {
-            handshake::write_response(&mut ctx.cork, 200, "text/html; charset=utf-8", &[], HOME_PAGE.as_bytes());
+    let (request, rest) = buf.split_at(head);
+    let cfg = &ctx.cfg;
+    match handshake::accept(request, rest, &cfg.policy, &cfg.deflate, &limits, HOME_PAGE.as_bytes(), &mut ctx.cork) {
+        Ok(Accepted::Home) => {
             log::info!("conn {}: GET / (home page)", conn.id);
             enter_closing(conn, ctx, key, CloseKind::Discard);
         }
-        Ok(Route::Upgrade(up)) => {
-            let agreed = match up.extensions.as_deref() {
-                Some(offers) => match deflate::negotiate(offers, &ctx.cfg.deflate) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        reject(conn, ctx, key, &e);
-                        return (buf.len(), Fate::Keep);
-                    }
-                },
-                None => None,
-            };
-            let ext = agreed.as_ref().map(|(_, resp)| resp.as_str());
-            handshake::write_switching(&mut ctx.cork, &up, &ctx.cfg.policy, ext, &[]);
-            log::info!("conn {}: upgraded{}", conn.id, if ext.is_some() { " (permessage-deflate)" } else { "" });
+        Ok(Accepted::Upgrade { deflate, .. }) => {
+            log::info!("conn {}: upgraded{}", conn.id, if deflate.is_some() { " (permessage-deflate)" } else { "" });
             let mut session = Session::new(Role::Server);
-            if let Some((a, _)) = agreed {
+            if let Some(agreed) = deflate {
                 session.set_rsv_allowed(RSV1);
-                conn.pmd = Some(Box::new(PmdCodec::new(a)));
+                conn.pmd = Some(Box::new(PmdCodec::new(agreed)));
             }
             conn.set_phase(Phase::Open(session));
             conn.last_seen = ctx.tick;
