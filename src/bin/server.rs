@@ -61,6 +61,8 @@ const MAX_HEADERS: Whole = Whole::count(5, 256);
 const MAX_HELD_FRAME: Whole = Whole::bytes(0, BUFFER_MAX);
 /// `--max-held-input`: 0 holds nothing but frame headers.
 const MAX_HELD_INPUT: Whole = Whole::bytes(0, MEMORY_MAX);
+/// `--max-inflaters`: 0 refuses every compressed message.
+const MAX_INFLATERS: Whole = Whole::count(0, 1 << 24);
 /// `--max-connections`: the open-file limit binds long before 16 Mi.
 const MAX_CONNECTIONS: Whole = Whole::count(1, 1 << 24);
 /// `--compression-level`: zlib's levels.
@@ -196,6 +198,10 @@ struct Args {
           value_parser = TIMEOUT.parser(),
           help = TIMEOUT.help("Time a frame may take from its header to its last byte; slow-drip frames are closed 1008."))]
     frame_timeout: Duration,
+    #[arg(long, env = "WSECHO_MAX_INFLATERS", value_name = "COUNT", default_value_t = 1024,
+          value_parser = MAX_INFLATERS.parser::<usize>(),
+          help = MAX_INFLATERS.help("Most zlib inflaters (~43 KiB each) in use at once; past it a new compressed message is closed 1013."))]
+    max_inflaters: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -423,6 +429,7 @@ fn main() {
         max_pool_bytes: args.max_pool_bytes,
         max_held_input: args.max_held_input,
         frame_timeout: args.frame_timeout,
+        max_inflaters: args.max_inflaters,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         ping_timeout: args.ping_timeout,
         deflate: DeflateConfig {

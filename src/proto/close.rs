@@ -28,6 +28,8 @@ impl CloseCode {
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: unexpected condition on the server.
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    /// 1013: try again later (IANA registry; a temporary server condition).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// Whether a peer may send this code in a Close frame.
     ///

@@ -329,6 +329,12 @@ pub fn end_message(c: &mut Compress, out: &mut Vec<u8>) {
 #[derive(Debug)]
 pub struct CodecPool {
     inflaters: Vec<Decompress>,
+    /// Inflaters lent to connections right now (a compressed message in
+    /// progress, or kept for context takeover).
+    lent: usize,
+    /// Most inflaters lent at once (each ~43 KiB): bounds what unfinished
+    /// compressed messages can hold across a reactor.
+    max_lent: usize,
     deflaters: Vec<(u8, Compress)>,
     level: u32,
     /// Most spares of each kind kept.
@@ -338,15 +344,43 @@ pub struct CodecPool {
 impl CodecPool {
     /// An empty pool; deflaters use `level`.
     pub fn new(level: u32, max_spare: usize) -> Self {
-        CodecPool { inflaters: Vec::new(), deflaters: Vec::new(), level: level.min(9), max_spare }
+        CodecPool {
+            inflaters: Vec::new(),
+            lent: 0,
+            max_lent: usize::MAX,
+            deflaters: Vec::new(),
+            level: level.min(9),
+            max_spare,
+        }
     }
 
-    fn take_inflater(&mut self) -> Decompress {
+    /// Cap the inflaters lent at once; past it a new compressed message
+    /// fails with [`ProtocolError::InflatersBusy`]. Default: no cap.
+    pub fn set_max_inflaters(&mut self, max: usize) {
+        self.max_lent = max;
+    }
+
+    /// Inflaters lent to connections right now.
+    pub fn inflaters_in_use(&self) -> usize {
+        self.lent
+    }
+
+    fn take_inflater(&mut self) -> Result<Decompress, ProtocolError> {
+        if self.lent >= self.max_lent {
+            return Err(ProtocolError::InflatersBusy);
+        }
+        self.lent += 1;
         // Inflating with the largest window accepts any client window.
-        self.inflaters.pop().unwrap_or_else(|| Decompress::new_with_window_bits(false, 15))
+        Ok(self.inflaters.pop().unwrap_or_else(|| Decompress::new_with_window_bits(false, 15)))
+    }
+
+    /// A connection holding an inflater went away.
+    pub fn release_inflater(&mut self) {
+        self.lent = self.lent.saturating_sub(1);
     }
 
     fn put_inflater(&mut self, mut d: Decompress) {
+        self.lent = self.lent.saturating_sub(1);
         if self.inflaters.len() < self.max_spare {
             d.reset(false);
             self.inflaters.push(d);
@@ -436,6 +470,12 @@ impl PmdCodec {
         self.inflated
     }
 
+    /// Whether this connection holds an inflater lent by a [`CodecPool`]
+    /// (give it back with [`CodecPool::release_inflater`] when dropping it).
+    pub fn holds_inflater(&self) -> bool {
+        self.inflater.is_some()
+    }
+
     /// Whether echoes reuse the received compressed bytes.
     pub fn passthrough(&self) -> bool {
         self.passthrough
@@ -467,7 +507,7 @@ impl PmdCodec {
         }
         let mut inflater = match self.inflater.take() {
             Some(d) => d,
-            None => Box::new(pool.take_inflater()),
+            None => Box::new(pool.take_inflater()?),
         };
         let result = self.inflate_all(&mut inflater, payload, fin, max_message, &mut recompress, &mut plain_out, pool);
         let keep_inflater = !self.agreed.client_no_context_takeover;

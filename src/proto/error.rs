@@ -40,6 +40,9 @@ pub enum ProtocolError {
     BadCompressedData,
     /// A close code that may not be received (RFC 6455 §7.4).
     InvalidCloseCode(u16),
+    /// A compressed message needs an inflater and the reactor's cap on
+    /// inflaters in use is reached (close 1013, try again later).
+    InflatersBusy,
 }
 
 impl ProtocolError {
@@ -50,6 +53,7 @@ impl ProtocolError {
             ProtocolError::FrameTooBig | ProtocolError::MessageTooBig | ProtocolError::TooManyFragments => {
                 CloseCode::TOO_BIG
             }
+            ProtocolError::InflatersBusy => CloseCode::TRY_AGAIN_LATER,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -74,6 +78,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::CloseTooShort => f.write_str("close frame with a 1-byte payload"),
             ProtocolError::BadCompressedData => f.write_str("compressed message does not inflate"),
             ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+            ProtocolError::InflatersBusy => f.write_str("all inflaters in use (--max-inflaters)"),
         }
     }
 }

@@ -56,6 +56,11 @@ pub struct Config {
     /// the handshake). Not counted while the connection is paused by
     /// backpressure. Default 30 s.
     pub frame_timeout: Duration,
+    /// Most zlib inflaters (~43 KiB each) lent at once: one per compressed
+    /// message in progress, or per connection with client context takeover.
+    /// Past it a new compressed message is refused with close 1013 (try again
+    /// later). Default 1,024 (~43 MiB).
+    pub max_inflaters: usize,
     /// Most connections accepted per wakeup before the others get a turn.
     /// Default 256.
     pub accepts_per_wakeup: usize,
@@ -98,6 +103,7 @@ impl Default for Config {
             max_held_input: 16 << 20,
             frame_timeout: Duration::from_secs(30),
             accepts_per_wakeup: 256,
+            max_inflaters: 1024,
             backpressure_timeout: Duration::from_secs(30),
             max_pool_bytes: 256 << 20,
             idle_timeout: Some(Duration::from_secs(60)),

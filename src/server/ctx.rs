@@ -140,7 +140,11 @@ impl Ctx {
             handshake_timers: DeadlineQueue::new(cfg.handshake_timeout),
             close_timers: DeadlineQueue::new(cfg.close_timeout),
             now: start,
-            codecs: CodecPool::new(cfg.deflate.level, 64),
+            codecs: {
+                let mut pool = CodecPool::new(cfg.deflate.level, 64);
+                pool.set_max_inflaters(cfg.max_inflaters);
+                pool
+            },
             deflate_scratch: Vec::new(),
             wheel: TimerWheel::new(start),
             tick: 0,

@@ -315,6 +315,9 @@ impl Server {
             log::info!("conn {}: closed ({})", c.id, why.as_str());
             c.out.clear(&mut self.ctx.pool);
             self.ctx.set_inbuf(&mut c, &[]);
+            if c.pmd.as_ref().is_some_and(|p| p.holds_inflater()) {
+                self.ctx.codecs.release_inflater();
+            }
             // No epoll_ctl(DEL): closing the socket (its only descriptor)
             // removes it from the epoll set, one syscall fewer per connection.
             drop(c);
