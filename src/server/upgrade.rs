@@ -29,14 +29,14 @@ pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &
         }
     };
     if head < buf.len() {
-        log::info!("conn {}: client sent data before handshake is complete", conn.id);
+        log::debug!("conn {}: client sent data before handshake is complete", conn.id);
         reject(conn, ctx, key, &handshake::EARLY_DATA);
         return (buf.len(), Fate::Keep);
     }
     match handshake::route(&buf[..head], &ctx.cfg.policy, &limits) {
         Ok(Route::Home) => {
             handshake::write_response(&mut ctx.cork, 200, "text/html; charset=utf-8", &[], HOME_PAGE.as_bytes());
-            log::info!("conn {}: GET / (home page)", conn.id);
+            log::debug!("conn {}: GET / (home page)", conn.id);
             enter_closing(conn, ctx, key, CloseKind::Discard);
         }
         Ok(Route::Upgrade(up)) => {
@@ -52,7 +52,7 @@ pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &
             };
             let ext = agreed.as_ref().map(|(_, resp)| resp.as_str());
             handshake::write_switching(&mut ctx.cork, &up, &ctx.cfg.policy, ext, &[]);
-            log::info!("conn {}: upgraded{}", conn.id, if ext.is_some() { " (permessage-deflate)" } else { "" });
+            log::debug!("conn {}: upgraded{}", conn.id, if ext.is_some() { " (permessage-deflate)" } else { "" });
             let mut session = Session::new(Role::Server);
             if let Some((a, _)) = agreed {
                 session.set_rsv_allowed(RSV1);
@@ -81,7 +81,7 @@ pub(crate) fn reject_busy(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
 
 /// Answer the request with an HTTP error and close.
 fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
-    log::info!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
+    log::debug!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
     handshake::write_error(&mut ctx.cork, err);
     enter_closing(conn, ctx, key, CloseKind::Discard);
 }
