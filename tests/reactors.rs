@@ -103,8 +103,10 @@ fn draining_reactors_close_their_listeners_at_once() {
     // reactors draining for the whole grace period; meanwhile the listeners
     // must be gone (a new client is refused at once, not queued to be reset
     // when the process ends).
+    // On an address of its own: once our listeners are closed, a server of
+    // another test (all on 127.0.0.1) may be given the freed port.
     let cfg = Config { shutdown_grace: Duration::from_secs(3), ..Config::default() };
-    let server = TestServer::reactors(2, cfg);
+    let server = TestServer::reactors_on("127.0.0.3:0".parse().unwrap(), 2, cfg);
     let mut silent = Vec::new();
     while server.stats().iter().any(|s| s.open == 0) {
         assert!(silent.len() < 64, "connections never reached both reactors");
@@ -199,8 +201,14 @@ impl Proc {
     }
 
     /// SIGTERM, then the exit status (within 10 s) and the whole log.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
         signal(self.child.id(), "TERM");
+        self.wait_exit()
+    }
+
+    /// The exit status (within 10 s; a signal was sent already) and the
+    /// whole log.
+    fn wait_exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -243,7 +251,7 @@ fn sigterm_drains_every_reactor_of_the_binary_and_exits_0() {
         }
         assert!(c.wait_for_eof());
     }
-    let (status, log) = p.terminate();
+    let (status, log) = p.wait_exit();
     let log = log.join("\n");
     assert!(status.success(), "{status}\n{log}");
     // Per-connection lines carry the reactor's number, and both reactors
@@ -307,6 +315,8 @@ fn backlog_flag_sets_the_listen_queue_length() {
     // into the accept queue until it is full — Linux admits backlog + 1 —
     // and then drops SYNs, so the next connect times out.
     signal(p.child.id(), "STOP");
+    let pid = p.child.id();
+    eventually("every thread of the server stopped", || all_threads_stopped(pid));
     let mut queued = Vec::new();
     let mut timed_out = 0;
     for _ in 0..backlog + 4 {
@@ -331,6 +341,16 @@ fn backlog_flag_sets_the_listen_queue_length() {
     drop(queued);
     let (status, log) = p.terminate();
     assert!(status.success(), "{}", log.join("\n"));
+}
+
+/// Whether every thread of process `pid` is in state T (stopped).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // "tid (comm) S ...": the state follows the last ')'.
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
 }
 
 #[test]

@@ -69,11 +69,15 @@ impl TestServer {
         TestServer { addr, handle, running: Some(Running::One(thread)) }
     }
 
-    /// `n` reactors on one port (a `Runtime`).
+    /// `n` reactors on one port of 127.0.0.1 (a `Runtime`).
     pub fn reactors(n: usize, cfg: Config) -> TestServer {
+        TestServer::reactors_on("127.0.0.1:0".parse().unwrap(), n, cfg)
+    }
+
+    /// `n` reactors on `addr` (a `Runtime`).
+    pub fn reactors_on(addr: SocketAddr, n: usize, cfg: Config) -> TestServer {
         let _ = wsecho::server::raise_fd_limit();
-        let rt = Runtime::start("127.0.0.1:0".parse().unwrap(), cfg, RuntimeOptions { threads: n, pin: false })
-            .expect("start reactors");
+        let rt = Runtime::start(addr, cfg, RuntimeOptions { threads: n, pin: false }).expect("start reactors");
         assert_eq!(rt.reactors(), n);
         TestServer { addr: rt.local_addr(), handle: rt.shutdown_handle(), running: Some(Running::Many(rt)) }
     }
