@@ -241,10 +241,15 @@ pub struct ServerProc {
 impl ServerProc {
     /// Start `wsecho --addr 127.0.0.1:0 ARGS…` and wait for its listening
     /// line; stderr is drained in a thread so logging never blocks it.
+    /// Without `--threads` in ARGS it runs `test_threads()` reactors (like
+    /// `TestServer`), not one per CPU.
     pub fn start(args: &[&str]) -> ServerProc {
         use std::io::BufRead;
+        let threads = test_threads().to_string();
+        let default_threads = ["--threads", threads.as_str()];
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
             .args(["--addr", "127.0.0.1:0"])
+            .args(if args.contains(&"--threads") { &[][..] } else { &default_threads[..] })
             .args(args)
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
