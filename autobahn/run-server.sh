@@ -20,6 +20,8 @@
 #                     suite's own echo server:
 #       --server-cmd '"$WSTEST_PY" autobahn/wstest_local.py -m echoserver -w ws://127.0.0.1:$PORT -u 0'
 #   --path PATH       WebSocket path on the server (default /echo)
+# WSECHO_SERVER_ARGS  extra flags for the wsecho binary (split on spaces),
+#                     e.g. WSECHO_SERVER_ARGS='--threads 2'
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -84,8 +86,9 @@ if [ -n "$SERVER_CMD" ]; then
   log "starting server: $SERVER_CMD (PORT=$PORT)"
   (cd "$ROOT" && exec bash -c "exec $SERVER_CMD") >"$SERVER_LOG" 2>&1 &
 else
-  log "starting server: $BIN --addr 127.0.0.1:$PORT"
-  "$BIN" --addr "127.0.0.1:$PORT" >"$SERVER_LOG" 2>&1 &
+  read -r -a EXTRA_ARGS <<<"${WSECHO_SERVER_ARGS:-}"
+  log "starting server: $BIN --addr 127.0.0.1:$PORT ${EXTRA_ARGS[*]+"${EXTRA_ARGS[*]}"}"
+  "$BIN" --addr "127.0.0.1:$PORT" ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} >"$SERVER_LOG" 2>&1 &
 fi
 SERVER_PID=$!
 if ! wait_port "$PORT" "$SERVER_PID" 10; then

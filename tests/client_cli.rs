@@ -156,7 +156,7 @@ fn sigint_sends_close_1000_and_exits_0_within_2s() {
         }
     }
     let start = Instant::now();
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    common::signal(child.id(), "INT");
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;

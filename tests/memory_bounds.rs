@@ -252,7 +252,8 @@ fn issue_10_compressed_bomb_does_not_delay_another_connection() {
     let mut frame = Vec::new();
     wsecho::proto::frame::write_frame(&mut frame, true, 0x40, OpCode::Binary, Some([1, 2, 3, 4]), &deflated);
 
-    let server = ServerProc::start(&[]);
+    // Fairness inside one reactor: bomb and probe must share it.
+    let server = ServerProc::start(&["--threads", "1"]);
     let mut bomb = server.raw();
     bomb.write_all(
         b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

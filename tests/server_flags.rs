@@ -420,8 +420,7 @@ fn issue_10_max_durations_survive_a_real_close_and_shutdown() {
     }
 
     // SIGTERM: drain with a one-day grace; nothing is open, so it exits now.
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    common::signal(server.child.id(), "TERM");
     let t = Instant::now();
     let status = loop {
         if let Some(st) = server.child.try_wait().unwrap() {

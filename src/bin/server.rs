@@ -1,5 +1,5 @@
 //! `wsecho`: the echo server. Parses flags, sets up logging and signals, and
-//! runs one reactor; all logic lives in the library.
+//! runs the reactors (one per CPU by default); all logic lives in the library.
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -8,7 +8,7 @@ use std::time::Duration;
 use wsecho::proto::deflate::{CompressionMode, DeflateConfig};
 use wsecho::proto::handshake::{OriginPolicy, UpgradePolicy};
 use wsecho::proto::Limits;
-use wsecho::server::{self, Config, Server};
+use wsecho::server::{self, Config, Runtime, RuntimeOptions};
 
 /// Exit code for a bad flag or environment variable (clap's usage-error code).
 const USAGE_ERROR: i32 = 2;
@@ -71,6 +71,10 @@ const COMPRESSION_LEVEL: Whole = Whole::count(0, 9);
 const WINDOW_BITS: Whole = Whole::count(8, 15);
 /// `--compression-min-size`.
 const COMPRESSION_MIN_SIZE: Whole = Whole::bytes(0, 1 << 30);
+/// `--threads`: a reactor per CPU is the point; 1024 is far past any box.
+const THREADS: Whole = Whole::count(1, 1024);
+/// `--backlog`: what listen(2) takes (an int); Linux caps it at somaxconn.
+const BACKLOG: Whole = Whole::count(1, i32::MAX as u64);
 
 /// Timeouts that must be positive.
 const TIMEOUT: Span = Span { zero: None };
@@ -192,7 +196,7 @@ struct Args {
     max_held_frame: u64,
     #[arg(long, env = "WSECHO_MAX_HELD_INPUT", value_name = "BYTES", default_value_t = 16 << 20,
           value_parser = MAX_HELD_INPUT.parser::<usize>(),
-          help = MAX_HELD_INPUT.help("Budget for unfinished frames and request heads held across a reactor's connections; over it frames stream and unfinished request heads get 503."))]
+          help = MAX_HELD_INPUT.help("Budget for unfinished frames and request heads held across all connections (split evenly among the reactors); over it frames stream and unfinished request heads get 503."))]
     max_held_input: usize,
     #[arg(long, env = "WSECHO_FRAME_TIMEOUT", value_name = "DURATION", default_value = "30s",
           value_parser = TIMEOUT.parser(),
@@ -202,6 +206,20 @@ struct Args {
           value_parser = MAX_INFLATERS.parser::<usize>(),
           help = MAX_INFLATERS.help("Most zlib inflaters (~43 KiB each) in use at once; past it a new compressed message is closed 1013."))]
     max_inflaters: usize,
+    #[arg(long, env = "WSECHO_THREADS", value_name = "N", value_parser = THREADS.parser::<usize>(),
+          help = THREADS.help("Reactor threads, each with its own SO_REUSEPORT listener; 1: a single reactor. Default: the CPUs this process may use (taskset, cgroups)."))]
+    threads: Option<usize>,
+    /// Pin reactor i to the i-th CPU this process may use.
+    #[arg(long, env = "WSECHO_PIN", value_parser = clap::builder::BoolishValueParser::new())]
+    pin: bool,
+    /// Set SO_REUSEPORT so several wsecho processes can share the port (the
+    /// kernel spreads new connections across them); implied by --threads > 1.
+    #[arg(long, env = "WSECHO_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
+    reuse_port: bool,
+    #[arg(long, env = "WSECHO_BACKLOG", value_name = "N", default_value_t = 4096,
+          value_parser = BACKLOG.parser::<u32>(),
+          help = BACKLOG.help("Accept-queue length requested per listener; the kernel caps it at net.core.somaxconn."))]
+    backlog: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -341,7 +359,8 @@ fn parse_args() -> Args {
     // `--close-timeout -1` is a bad value for that flag, not an unknown flag
     // `-1`. (Only number-like values: `--close-timeout --addr x` still says
     // that --close-timeout lacks a value.)
-    let cmd = Args::command().mut_args(|a| a.allow_negative_numbers(true));
+    let cmd =
+        Args::command().mut_args(|a| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a });
     let parsed = cmd.try_get_matches().and_then(|m| Args::from_arg_matches(&m));
     let args = match parsed {
         Ok(args) => args,
@@ -391,8 +410,21 @@ fn check_combinations(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Log lines from a reactor thread carry its name (`r0`, `r1`, …) before
+/// the message, so `r1 conn 7: …` is told apart from `r0 conn 7: …`.
+fn init_logging() {
+    use std::io::Write;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            let thread = std::thread::current();
+            let reactor = thread.name().filter(|n| n.starts_with('r')).map_or(String::new(), |n| format!("{n} "));
+            writeln!(buf, "[{} {:<5} {}] {reactor}{}", buf.timestamp(), record.level(), record.target(), record.args())
+        })
+        .init();
+}
+
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     let args = parse_args();
 
     match server::raise_fd_limit() {
@@ -432,6 +464,8 @@ fn main() {
         max_inflaters: args.max_inflaters,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         ping_timeout: args.ping_timeout,
+        backlog: args.backlog,
+        reuse_port: args.reuse_port,
         deflate: DeflateConfig {
             mode: match args.compression {
                 Compression::Off => CompressionMode::Off,
@@ -447,17 +481,27 @@ fn main() {
     };
 
     let addr = args.addr;
-    let server = match Server::bind(addr, cfg) {
-        Ok(s) => s,
+    let opts = RuntimeOptions { threads: args.threads.unwrap_or_else(server::default_threads), pin: args.pin };
+    let runtime = match Runtime::start(addr, cfg, opts) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("wsecho: cannot listen on {addr}: {e}");
             std::process::exit(1);
         }
     };
-    log::info!("listening on http://{} (page at /, echo at /echo)", server.local_addr());
+    log::info!(
+        "listening on http://{} (page at /, echo at /echo): {} reactor{}{}, backlog {} (asked {}){}",
+        runtime.local_addr(),
+        runtime.reactors(),
+        if runtime.reactors() == 1 { "" } else { "s" },
+        if args.pin { " pinned" } else { "" },
+        server::sys::granted_backlog(args.backlog),
+        args.backlog,
+        if args.reuse_port || runtime.reactors() > 1 { ", SO_REUSEPORT" } else { "" },
+    );
 
     // First SIGINT/SIGTERM: drain gracefully. Second: exit at once.
-    let handle = server.shutdown_handle();
+    let handle = runtime.shutdown_handle();
     match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
@@ -477,7 +521,7 @@ fn main() {
         Err(e) => log::warn!("cannot install signal handlers: {e}"),
     }
 
-    if let Err(e) = server.run() {
+    if let Err(e) = runtime.join() {
         log::error!("reactor failed: {e}");
         std::process::exit(1);
     }

@@ -6,6 +6,12 @@ use crate::proto::Limits;
 use std::time::Duration;
 
 /// Everything the reactor can be told; every default is documented.
+///
+/// With several reactors (a [`Runtime`](super::Runtime) of N), the settings
+/// apply to each reactor, except: `max_connections` counts the connections of
+/// all reactors together, and the memory caps `max_pool_bytes`,
+/// `max_held_input` and `max_free_chunks` are split, `1/N` to each reactor,
+/// so the process stays within them.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Protocol size limits (request, frame, message, fragments).
@@ -82,6 +88,17 @@ pub struct Config {
     /// Keepalive: if nothing arrives this long after our Ping, close 1001.
     /// Default 30 s.
     pub ping_timeout: Duration,
+    /// Requested accept-queue length of each listener. Default 4,096; Linux
+    /// clamps it to `net.core.somaxconn` (see
+    /// [`granted_backlog`](super::sys::granted_backlog)). A burst of connects
+    /// larger than this, arriving faster than the reactor accepts, sees SYNs
+    /// dropped and retried after 1 s.
+    pub backlog: u32,
+    /// Set `SO_REUSEPORT` on the listener, so other processes (or reactors)
+    /// that also set it can listen on the same port; the kernel spreads new
+    /// connections across them. Default off. Several reactors in one
+    /// [`Runtime`](super::Runtime) always set it.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -108,6 +125,8 @@ impl Default for Config {
             max_pool_bytes: 256 << 20,
             idle_timeout: Some(Duration::from_secs(60)),
             ping_timeout: Duration::from_secs(30),
+            backlog: 4096,
+            reuse_port: false,
         }
     }
 }

@@ -123,6 +123,10 @@ pub(crate) struct Ctx {
     /// Connections not read because the write-chunk pool is at its cap:
     /// (slab key, id). Given a turn when chunks come back.
     pub(crate) pool_waiters: Vec<(usize, u32)>,
+    /// Complete data messages echoed (for the reactor's summary line).
+    pub(crate) echoed_messages: u64,
+    /// Payload bytes of data frames echoed (for the summary line).
+    pub(crate) echoed_bytes: u64,
 }
 
 impl Ctx {
@@ -152,6 +156,8 @@ impl Ctx {
             held_bytes: 0,
             work: 0,
             pool_waiters: Vec::new(),
+            echoed_messages: 0,
+            echoed_bytes: 0,
             cfg,
         }
     }

@@ -28,7 +28,7 @@ pub(crate) fn check_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
     } else if conn.frame_since != u32::MAX {
         let limit = conn.frame_since.saturating_add(Ctx::ticks(ctx.cfg.frame_timeout));
         if now >= limit {
-            log::info!("conn {}: frame unfinished after {:?}, closing with 1008", conn.id, ctx.cfg.frame_timeout);
+            log::debug!("conn {}: frame unfinished after {:?}, closing with 1008", conn.id, ctx.cfg.frame_timeout);
             return close_now(conn, ctx, key, CloseCode::POLICY);
         }
         next = limit;
@@ -46,7 +46,7 @@ pub(crate) fn check_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
                 }
                 next = next.min(give_up.max(now + 1));
             } else if now >= give_up {
-                log::info!("conn {}: no answer to keepalive ping, closing with 1001", conn.id);
+                log::debug!("conn {}: no answer to keepalive ping, closing with 1001", conn.id);
                 return close_now(conn, ctx, key, CloseCode::GOING_AWAY);
             } else {
                 next = next.min(give_up);

@@ -16,16 +16,20 @@
 //! queue (epoll will not wake it again by itself), so one flooding client
 //! cannot starve the others.
 //!
-//! Several reactors can run side by side (each a `Server` value in its own
-//! thread, e.g. one per core on `SO_REUSEPORT` listeners): nothing here is
-//! global.
+//! Several reactors run side by side in a [`Runtime`]: one thread, one
+//! `SO_REUSEPORT` listener, poll, slab, pool and timer set each, so nothing
+//! on the hot path is shared. What must be global is: the stop flag (one
+//! shutdown drains every reactor) and the count of open connections (so
+//! `max_connections` holds for the process), one atomic add per connection.
 //!
 //! # Layout
 //!
 //! Each file uses only the ones listed below it:
 //!
 //! ```text
+//!  runtime.rs     Runtime: N reactors on one port, one thread each, optionally pinned
 //!  reactor.rs     Server, ShutdownHandle: the mio loop — accept, dispatch, timers, drain
+//!  stats.rs       what a reactor counts; its periodic summary line
 //!  driver.rs      one connection's turn: read, hand bytes to its phase, backpressure
 //!  upgrade.rs     the Handshaking phase: route, negotiate deflate, 101 or error
 //!  open.rs        the Open phase: frames in, echoes out
@@ -46,6 +50,8 @@ mod keepalive;
 mod open;
 mod output;
 mod reactor;
+mod runtime;
+mod stats;
 pub mod sys;
 pub mod timers;
 mod upgrade;
@@ -53,5 +59,7 @@ mod upgrade;
 pub use config::Config;
 pub use ctx::DropReason;
 pub use reactor::{Server, ShutdownHandle};
+pub use runtime::{default_threads, Runtime, RuntimeOptions};
+pub use stats::{ReactorStats, SUMMARY_EVERY};
 pub use sys::raise_fd_limit;
 pub use upgrade::HOME_PAGE;

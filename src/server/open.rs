@@ -43,11 +43,11 @@ pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut 
     match echoed.end {
         None => {}
         Some(EchoEnd::PeerClosed(code)) => {
-            log::info!("conn {id}: close from peer ({}), replied", code.map_or(1005, |c| c.0));
+            log::debug!("conn {id}: close from peer ({}), replied", code.map_or(1005, |c| c.0));
             enter_closing(conn, ctx, key, CloseKind::Answered);
         }
         Some(EchoEnd::Failed(e)) => {
-            log::info!("conn {id}: {e}; closing with {}", e.close_code().0);
+            log::debug!("conn {id}: {e}; closing with {}", e.close_code().0);
             enter_closing(conn, ctx, key, CloseKind::Discard);
         }
     }

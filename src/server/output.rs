@@ -44,6 +44,8 @@ impl FrameSink for ConnSink<'_> {
     }
 
     fn received(&mut self, _opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.ctx.echoed_messages += u64::from(fin);
+        self.ctx.echoed_bytes += payload.len() as u64;
         if fin && log::log_enabled!(log::Level::Debug) {
             let shown = String::from_utf8_lossy(&payload[..payload.len().min(256)]);
             log::debug!("conn {}: recv: {shown}", self.id);

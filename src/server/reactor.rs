@@ -1,5 +1,9 @@
 //! The event loop: one `mio::Poll`, connections in a slab, a run queue for
 //! connections that used up their read budget, timers, and the drain.
+//!
+//! A reactor shares nothing with the others of its process but [`Shared`]:
+//! the stop flag and the count of open connections (for
+//! `max_connections`), touched once per accepted or dropped connection.
 
 use super::config::Config;
 use super::conn::{Conn, Phase};
@@ -8,7 +12,8 @@ use super::driver::read_conn;
 use super::io;
 use super::keepalive::check_conn;
 use super::output::{after_output, enter_closing, flush_out, send_close, CloseKind};
-use super::sys;
+use super::stats::{ReactorCounters, ReactorStats, Tally, SUMMARY_EVERY};
+use super::sys::{self, ListenOptions};
 use crate::proto::handshake;
 use crate::proto::CloseCode;
 use mio::net::TcpListener;
@@ -16,7 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,21 +30,39 @@ const WAKER: Token = Token(1);
 /// Connection tokens are slab keys offset by this.
 const FIRST_CONN: usize = 2;
 
-/// Asks a running [`Server`] to drain and stop; cheap to clone, usable from
+/// What the reactors of one process share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Set once: every reactor drains and stops.
+    stop: AtomicBool,
+    /// Connections open across all reactors (accepted, not yet dropped);
+    /// bounded by `max_connections`.
+    open: AtomicUsize,
+}
+
+/// Asks running reactors (one [`Server`], or every reactor of a
+/// [`Runtime`](super::Runtime)) to drain and stop; cheap to clone, usable from
 /// any thread (e.g. a signal handler thread).
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
-    flag: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
 }
 
 impl ShutdownHandle {
+    /// A handle that stops every reactor whose waker is given.
+    pub(crate) fn new(shared: Arc<Shared>, wakers: Vec<Arc<Waker>>) -> ShutdownHandle {
+        ShutdownHandle { shared, wakers }
+    }
+
     /// Stop accepting, send Close 1001 to every open connection, wait up to
     /// the grace period for them to close, then return from `run`.
     pub fn shutdown(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        if let Err(e) = self.waker.wake() {
-            log::error!("waking the reactor for shutdown: {e}");
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for waker in &self.wakers {
+            if let Err(e) = waker.wake() {
+                log::error!("waking a reactor for shutdown: {e}");
+            }
         }
     }
 }
@@ -54,7 +77,8 @@ pub struct Server {
     ctx: Ctx,
     /// Connections with input left after their budget ran out.
     ready: VecDeque<usize>,
-    shutdown: ShutdownHandle,
+    shared: Arc<Shared>,
+    waker: Arc<Waker>,
     /// Set once draining started: the moment we give up waiting.
     drain_deadline: Option<Instant>,
     /// After an accept error (e.g. out of file descriptors), retry then.
@@ -66,40 +90,71 @@ pub struct Server {
     /// (learned from the first one).
     nodelay_inherited: Option<bool>,
     next_id: u32,
+    /// What this reactor counted so far (messages and bytes are copied in
+    /// from `ctx` when a summary is due).
+    tally: Tally,
+    /// The tally at the last summary line, and when that was.
+    reported: Tally,
+    reported_at: Instant,
+    /// When the next summary line is due; None while nothing changed since
+    /// the last one (an idle reactor is not woken for it).
+    summary_due: Option<Instant>,
+    /// Counts other threads can read.
+    counters: Arc<ReactorCounters>,
 }
 
 impl Server {
-    /// Bind a listener on `addr` and build a reactor around it.
+    /// Bind a listener on `addr` (with `cfg.backlog` and, if set,
+    /// `SO_REUSEPORT`) and build a reactor around it.
     pub fn bind(addr: SocketAddr, cfg: Config) -> std::io::Result<Server> {
-        Server::from_listener(TcpListener::bind(addr)?, cfg)
+        let opts = ListenOptions { reuse_port: cfg.reuse_port, backlog: cfg.backlog };
+        Server::from_listener(TcpListener::from_std(sys::bind_listener(addr, opts)?), cfg)
     }
 
-    /// Build a reactor around an already bound listener (e.g. one of several
-    /// `SO_REUSEPORT` listeners).
-    pub fn from_listener(mut listener: TcpListener, cfg: Config) -> std::io::Result<Server> {
+    /// Build a reactor around an already bound listener.
+    pub fn from_listener(listener: TcpListener, cfg: Config) -> std::io::Result<Server> {
+        // Reserve (virtual) room for every connection this process can hold,
+        // so the slab never doubles: untouched pages cost no RSS, and each
+        // connection's slot is committed as it is first used.
+        let reserve = cfg.max_connections.min(sys::fd_soft_limit());
+        Server::with_shared(listener, cfg, Arc::default(), reserve)
+    }
+
+    /// Build one of several reactors: `shared` is common to all of them, and
+    /// `reserve` is this reactor's share of the slab reservation (the slab
+    /// grows past it if the kernel sends this reactor more than its share).
+    pub(crate) fn with_shared(
+        mut listener: TcpListener,
+        cfg: Config,
+        shared: Arc<Shared>,
+        reserve: usize,
+    ) -> std::io::Result<Server> {
         sys::set_listener_nodelay(&listener);
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
-        let cfg_max_conns = cfg.max_connections;
-        let ctx = Ctx::new(cfg, Instant::now());
+        let now = Instant::now();
+        let ctx = Ctx::new(cfg, now);
         Ok(Server {
             poll,
             listener: Some(listener),
             local_addr,
-            // Reserve (virtual) room for every connection this process can
-            // hold, so the slab never doubles: untouched pages cost no RSS,
-            // and each connection's slot is committed as it is first used.
-            conns: Slab::with_capacity(cfg_max_conns.min(sys::fd_soft_limit())),
+            conns: Slab::with_capacity(reserve),
             ctx,
             ready: VecDeque::new(),
-            shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), waker },
+            shared,
+            waker,
             drain_deadline: None,
             accept_retry: None,
             accept_pending: false,
             nodelay_inherited: None,
             next_id: 1,
+            tally: Tally::default(),
+            reported: Tally::default(),
+            reported_at: now,
+            summary_due: None,
+            counters: Arc::default(),
         })
     }
 
@@ -110,7 +165,22 @@ impl Server {
 
     /// A handle that makes [`run`](Server::run) drain and return.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.shutdown.clone()
+        ShutdownHandle::new(self.shared.clone(), vec![self.waker.clone()])
+    }
+
+    /// This reactor's waker (a [`Runtime`](super::Runtime) wakes them all).
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Where this reactor publishes its counts.
+    pub(crate) fn counters(&self) -> Arc<ReactorCounters> {
+        self.counters.clone()
+    }
+
+    /// Connections accepted so far and open now, as last published.
+    pub fn stats(&self) -> ReactorStats {
+        self.counters.snapshot()
     }
 
     /// Run until shut down and drained.
@@ -129,7 +199,7 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {
-                        if self.shutdown.flag.load(Ordering::SeqCst) {
+                        if self.shared.stop.load(Ordering::SeqCst) {
                             self.begin_drain();
                         }
                     }
@@ -167,12 +237,37 @@ impl Server {
             }
             self.wake_pool_waiters();
             self.expire_timers();
+            self.summarize();
             if let Some(deadline) = self.drain_deadline {
                 if self.conns.is_empty() || self.ctx.now >= deadline {
+                    self.summary_due = Some(self.ctx.now);
+                    self.summarize();
                     log::info!("drained; {} connections left, exiting", self.conns.len());
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Arm the summary once something changed; write it when due.
+    fn summarize(&mut self) {
+        if !log::log_enabled!(log::Level::Info) {
+            return;
+        }
+        self.tally.messages = self.ctx.echoed_messages;
+        self.tally.bytes = self.ctx.echoed_bytes;
+        if self.tally == self.reported {
+            self.summary_due = None;
+            return;
+        }
+        let now = self.ctx.now;
+        let due = *self.summary_due.get_or_insert(now.max(self.reported_at + SUMMARY_EVERY));
+        if now >= due {
+            let span = now.saturating_duration_since(self.reported_at);
+            log::info!("{}", self.tally.summary(&self.reported, self.conns.len(), span));
+            self.reported = self.tally;
+            self.reported_at = now;
+            self.summary_due = None;
         }
     }
 
@@ -186,6 +281,7 @@ impl Server {
             self.drain_deadline,
             self.accept_retry,
             self.ctx.wheel.next_deadline(),
+            self.summary_due,
         ]
         .into_iter()
         .flatten()
@@ -200,20 +296,18 @@ impl Server {
         };
         for _ in 0..self.ctx.cfg.accepts_per_wakeup {
             match listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.conns.len() >= self.ctx.cfg.max_connections {
-                        log::warn!("{peer}: over max-connections ({}), answering 503", self.ctx.cfg.max_connections);
-                        let mut resp = Vec::new();
-                        handshake::write_response(
-                            &mut resp,
-                            503,
-                            "text/plain; charset=utf-8",
-                            &[],
-                            b"server at connection limit\n",
-                        );
-                        let _ = io::write_now(&mut stream, &resp, &[]);
+                Ok((stream, peer)) => {
+                    // One atomic add per connection keeps the limit exact
+                    // across reactors; over it, take the add back.
+                    let max = self.ctx.cfg.max_connections;
+                    if self.shared.open.fetch_add(1, Ordering::Relaxed) >= max {
+                        self.shared.open.fetch_sub(1, Ordering::Relaxed);
+                        log::warn!("{peer}: over max-connections ({max}), answering 503");
+                        refuse(stream, b"server at connection limit\n");
+                        self.tally.refused += 1;
                         continue;
                     }
+                    let mut stream = stream;
                     // Linux copies TCP_NODELAY from the listener to accepted
                     // sockets; check that once, and only set it per socket
                     // where it is not inherited.
@@ -231,13 +325,16 @@ impl Server {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("{peer}: register: {e}");
+                        self.shared.open.fetch_sub(1, Ordering::Relaxed);
                         continue;
                     }
                     let id = self.next_id;
                     self.next_id = self.next_id.wrapping_add(1);
                     entry.insert(Conn::new(stream, id));
                     self.ctx.handshake_timers.push(self.ctx.now, key, id);
-                    log::info!("conn {id}: accepted from {peer}");
+                    self.tally.accepted += 1;
+                    self.counters.publish(self.tally.accepted, self.conns.len());
+                    log::debug!("conn {id}: accepted from {peer}");
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -312,7 +409,10 @@ impl Server {
 
     fn drop_conn(&mut self, key: usize, why: DropReason) {
         if let Some(mut c) = self.conns.try_remove(key) {
-            log::info!("conn {}: closed ({})", c.id, why.as_str());
+            log::debug!("conn {}: closed ({})", c.id, why.as_str());
+            self.shared.open.fetch_sub(1, Ordering::Relaxed);
+            self.tally.count_close(why);
+            self.counters.publish(self.tally.accepted, self.conns.len());
             c.out.clear(&mut self.ctx.pool);
             self.ctx.set_inbuf(&mut c, &[]);
             if c.pmd.as_ref().is_some_and(|p| p.holds_inflater()) {
@@ -362,7 +462,27 @@ impl Server {
         }
         log::info!("shutting down: no new connections; closing {} with 1001", self.conns.len());
         if let Some(mut l) = self.listener.take() {
+            // Answer whoever is already in the accept queue, then close the
+            // listener at once rather than after the drain: closing a
+            // listener resets the connections still queued on it, and a
+            // listener kept open keeps being handed new ones (by
+            // SO_REUSEPORT, a share of all new ones) that it would only reset
+            // later. Closed, it takes no more: new clients go to the
+            // reuse-port peers, or without peers are refused at once instead
+            // of waiting out the grace period. Only a connection that lands
+            // between the last accept and the close is reset (none at all
+            // where net.ipv4.tcp_migrate_req=1 moves it to a peer).
             let _ = self.poll.registry().deregister(&mut l);
+            loop {
+                match l.accept() {
+                    Ok((stream, _)) => {
+                        refuse(stream, b"server shutting down\n");
+                        self.tally.refused += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break, // WouldBlock: the queue is empty
+                }
+            }
         }
         self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -394,4 +514,15 @@ impl Server {
             }
         }
     }
+}
+
+/// Answer a connection we will not serve with HTTP 503 and close it. What
+/// the client already sent is read first (one nonblocking read, discarded),
+/// so closing does not turn the answer into a reset.
+fn refuse(mut stream: mio::net::TcpStream, body: &[u8]) {
+    let mut scratch = [0u8; 4096]; // an upgrade request is a few hundred bytes
+    let _ = io::read_step(&mut stream, &mut scratch);
+    let mut resp = Vec::new();
+    handshake::write_response(&mut resp, 503, "text/plain; charset=utf-8", &[], body);
+    let _ = io::write_now(&mut stream, &resp, &[]);
 }

@@ -32,11 +32,11 @@ pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &
     let cfg = &ctx.cfg;
     match handshake::accept(request, rest, &cfg.policy, &cfg.deflate, &limits, HOME_PAGE.as_bytes(), &mut ctx.cork) {
         Ok(Accepted::Home) => {
-            log::info!("conn {}: GET / (home page)", conn.id);
+            log::debug!("conn {}: GET / (home page)", conn.id);
             enter_closing(conn, ctx, key, CloseKind::Discard);
         }
         Ok(Accepted::Upgrade { deflate, .. }) => {
-            log::info!("conn {}: upgraded{}", conn.id, if deflate.is_some() { " (permessage-deflate)" } else { "" });
+            log::debug!("conn {}: upgraded{}", conn.id, if deflate.is_some() { " (permessage-deflate)" } else { "" });
             let mut session = Session::new(Role::Server);
             if let Some(agreed) = deflate {
                 session.set_rsv_allowed(RSV1);
@@ -65,7 +65,7 @@ pub(crate) fn reject_busy(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
 
 /// Answer the request with an HTTP error and close.
 fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
-    log::info!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
+    log::debug!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
     handshake::write_error(&mut ctx.cork, err);
     enter_closing(conn, ctx, key, CloseKind::Discard);
 }

@@ -1,22 +1,49 @@
 //! Shared helpers: the real server in-process on port 0, raw sockets, and a
 //! masked-frame builder.
+//!
+//! `WSECHO_TEST_THREADS=N` runs every suite's server as N reactors (a
+//! `Runtime` on N `SO_REUSEPORT` listeners) instead of one `Server`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wsecho::client::{Client, ClientOptions, Message};
 use wsecho::proto::frame::{write_frame, FrameHeader, OpCode};
 use wsecho::proto::Role;
-use wsecho::server::{Config, Server, ShutdownHandle};
+use wsecho::server::{Config, ReactorStats, Runtime, RuntimeOptions, Server, ShutdownHandle};
 
-/// A server running in a thread of this test process.
+/// A server running in this test process: one reactor in a thread, or a
+/// `Runtime` of several.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub handle: ShutdownHandle,
-    pub thread: Option<JoinHandle<std::io::Result<()>>>,
+    running: Option<Running>,
+}
+
+enum Running {
+    /// `Server::run` in a thread.
+    One(JoinHandle<std::io::Result<()>>),
+    /// Reactor threads owned by a `Runtime`.
+    Many(Runtime),
+}
+
+impl Running {
+    fn join(self) -> std::io::Result<()> {
+        match self {
+            Running::One(t) => t.join().expect("reactor thread panicked"),
+            Running::Many(rt) => rt.join(),
+        }
+    }
+}
+
+/// Reactors per test server: `WSECHO_TEST_THREADS`, default 1.
+pub fn test_threads() -> usize {
+    match std::env::var("WSECHO_TEST_THREADS") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("WSECHO_TEST_THREADS={v}: not a number")),
+        Err(_) => 1,
+    }
 }
 
 impl TestServer {
@@ -24,13 +51,43 @@ impl TestServer {
         TestServer::start_with(Config::default())
     }
 
+    /// `test_threads()` reactors with `cfg`.
     pub fn start_with(cfg: Config) -> TestServer {
+        match test_threads() {
+            1 => TestServer::single(cfg),
+            n => TestServer::reactors(n, cfg),
+        }
+    }
+
+    /// One `Server` in a thread.
+    pub fn single(cfg: Config) -> TestServer {
         let _ = wsecho::server::raise_fd_limit();
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), cfg).expect("bind");
         let addr = server.local_addr();
         let handle = server.shutdown_handle();
         let thread = std::thread::spawn(move || server.run());
-        TestServer { addr, handle, thread: Some(thread) }
+        TestServer { addr, handle, running: Some(Running::One(thread)) }
+    }
+
+    /// `n` reactors on one port of 127.0.0.1 (a `Runtime`).
+    pub fn reactors(n: usize, cfg: Config) -> TestServer {
+        TestServer::reactors_on("127.0.0.1:0".parse().unwrap(), n, cfg)
+    }
+
+    /// `n` reactors on `addr` (a `Runtime`).
+    pub fn reactors_on(addr: SocketAddr, n: usize, cfg: Config) -> TestServer {
+        let _ = wsecho::server::raise_fd_limit();
+        let rt = Runtime::start(addr, cfg, RuntimeOptions { threads: n, pin: false }).expect("start reactors");
+        assert_eq!(rt.reactors(), n);
+        TestServer { addr: rt.local_addr(), handle: rt.shutdown_handle(), running: Some(Running::Many(rt)) }
+    }
+
+    /// Each reactor's accepted/open counts (a `Runtime` only).
+    pub fn stats(&self) -> Vec<ReactorStats> {
+        match &self.running {
+            Some(Running::Many(rt)) => rt.stats(),
+            _ => panic!("per-reactor stats need TestServer::reactors"),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -58,18 +115,18 @@ impl TestServer {
         s
     }
 
-    /// Ask the server to drain and wait until `run` returns.
+    /// Ask the server to drain and wait until every reactor returned.
     pub fn stop(mut self) {
         self.handle.shutdown();
-        self.thread.take().unwrap().join().unwrap().unwrap();
+        self.running.take().unwrap().join().unwrap();
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
+        if let Some(r) = self.running.take() {
             self.handle.shutdown();
-            let _ = t.join();
+            let _ = r.join();
         }
     }
 }
@@ -170,17 +227,7 @@ pub fn served(server: &TestServer) {
 
 /// Close with RST instead of FIN (SO_LINGER with a zero timeout).
 pub fn reset(s: std::net::TcpStream) {
-    let lg = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on a valid fd with a correctly sized struct.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &lg as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as u32,
-        );
-    }
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
     drop(s);
 }
 
@@ -194,10 +241,15 @@ pub struct ServerProc {
 impl ServerProc {
     /// Start `wsecho --addr 127.0.0.1:0 ARGS…` and wait for its listening
     /// line; stderr is drained in a thread so logging never blocks it.
+    /// Without `--threads` in ARGS it runs `test_threads()` reactors (like
+    /// `TestServer`), not one per CPU.
     pub fn start(args: &[&str]) -> ServerProc {
         use std::io::BufRead;
+        let threads = test_threads().to_string();
+        let default_threads = ["--threads", threads.as_str()];
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
             .args(["--addr", "127.0.0.1:0"])
+            .args(if args.contains(&"--threads") { &[][..] } else { &default_threads[..] })
             .args(args)
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
@@ -292,4 +344,11 @@ pub fn masked_header(fin: bool, op: OpCode, len: u64) -> Vec<u8> {
 pub fn masked_part(payload: &[u8], offset: usize) -> Vec<u8> {
     let key = [0x12u8, 0x34, 0x56, 0x78];
     payload.iter().enumerate().map(|(i, b)| b ^ key[(offset + i) % 4]).collect()
+}
+
+/// Send signal `sig` (e.g. "TERM", "INT", "STOP") to process `pid`, with the
+/// system's `kill`.
+pub fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("run kill");
+    assert!(st.success(), "kill -{sig} {pid}: {st}");
 }
