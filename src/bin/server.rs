@@ -139,7 +139,7 @@ struct Args {
           value_parser = MAX_CONNECTIONS.parser::<usize>(),
           help = MAX_CONNECTIONS.help("Most simultaneous connections (over it: 503)."))]
     max_connections: usize,
-    #[arg(long, env = "WSECHO_READ_BUFFER", value_name = "BYTES", default_value_t = 64 * 1024,
+    #[arg(long, env = "WSECHO_READ_BUFFER", value_name = "BYTES", default_value_t = 128 * 1024,
           value_parser = READ_BUFFER.parser::<usize>(),
           help = READ_BUFFER.help("The reactor's read buffer (one per reactor; raised to twice --max-request if smaller)."))]
     read_buffer: usize,
@@ -190,9 +190,9 @@ struct Args {
           value_parser = MAX_POOL_BYTES.parser::<usize>(),
           help = MAX_POOL_BYTES.help(&format!("Cap on write-chunk memory lent out across all connections; at least {POOL_MIN_CHUNKS} × --write-chunk.")))]
     max_pool_bytes: usize,
-    #[arg(long, env = "WSECHO_MAX_HELD_FRAME", value_name = "BYTES", default_value_t = 16 * 1024,
+    #[arg(long, env = "WSECHO_MAX_HELD_FRAME", value_name = "BYTES", default_value_t = 64 * 1024,
           value_parser = MAX_HELD_FRAME.parser::<u64>(),
-          help = MAX_HELD_FRAME.help("Data frames up to this payload are held until complete; larger ones are echoed piece by piece as they arrive (capped at half the read buffer)."))]
+          help = MAX_HELD_FRAME.help("Data frames up to this payload are held until complete; larger ones are echoed piece by piece as they arrive (capped at the read buffer less 1 KiB)."))]
     max_held_frame: u64,
     #[arg(long, env = "WSECHO_MAX_HELD_INPUT", value_name = "BYTES", default_value_t = 16 << 20,
           value_parser = MAX_HELD_INPUT.parser::<usize>(),

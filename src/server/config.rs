@@ -111,7 +111,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             max_connections: 1_000_000,
-            read_buffer_size: 64 * 1024,
+            read_buffer_size: 128 * 1024,
             cork_size: 64 * 1024,
             write_chunk_size: 16 * 1024,
             max_free_chunks: 1024,

@@ -135,7 +135,8 @@ impl Ctx {
         // Held bytes are copied to the front of the read buffer before each
         // read, so whatever may be held must leave room for reading.
         let readbuf_len = cfg.read_buffer_size.max(2 * cfg.limits.max_request_bytes).max(4096);
-        let held_max = (readbuf_len / 2 - crate::proto::MAX_HEADER_LEN) as u64;
+        // A held frame leaves at least 1 KiB of the buffer to read into.
+        let held_max = (readbuf_len - 1024 - crate::proto::MAX_HEADER_LEN) as u64;
         cfg.limits.max_held_frame = cfg.limits.max_held_frame.min(held_max);
         Ctx {
             pool: BufPool::new(cfg.write_chunk_size, cfg.max_free_chunks),
