@@ -95,6 +95,11 @@ pub struct Conn<S = Stream> {
     pub read_paused: bool,
     /// The connection is in the reactor's run queue.
     pub queued: bool,
+    /// An event reported the peer's FIN (or an error). No further edge will
+    /// come, so from now on every turn reads until `WouldBlock` or EOF
+    /// instead of stopping at a short read — a turn that did not get to the
+    /// EOF (paused, out of budget) must not lose it.
+    pub fin_reported: bool,
     /// permessage-deflate state, only if this connection negotiated it.
     pub pmd: Option<Box<PmdCodec>>,
     /// Reactor tick (250 ms units) when bytes last arrived: keepalive.
@@ -124,6 +129,7 @@ impl<S> Conn<S> {
             out: OutQueue::default(),
             read_paused: false,
             queued: false,
+            fin_reported: false,
             pmd: None,
             last_seen: 0,
             paused_at: 0,

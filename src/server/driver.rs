@@ -57,6 +57,11 @@ pub(crate) fn timer_turn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: u
 /// Read and process until `WouldBlock`, the budget, backpressure, or the
 /// phase stops reading.
 pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, mode: ReadMode) -> Fate {
+    // The event that reported the FIN may find the connection paused or may
+    // run out of budget before the EOF; later turns (run queue, pool
+    // waiters, after a drain) must still read up to it.
+    conn.fin_reported |= mode == ReadMode::UntilWouldBlock;
+    let mode = if conn.fin_reported { ReadMode::UntilWouldBlock } else { mode };
     let mut budget = ctx.cfg.read_budget;
     loop {
         if conn.read_paused || !conn.phase.reads_socket() {
