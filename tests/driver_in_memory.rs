@@ -8,6 +8,9 @@
 #[allow(dead_code)]
 #[path = "../fuzz/src/driver_scenario.rs"]
 mod driver_scenario;
+#[allow(dead_code)]
+#[path = "../fuzz/src/echo_view.rs"]
+mod echo_view;
 
 use driver_scenario::{run, Report};
 use std::path::Path;

@@ -64,6 +64,7 @@
 //! short, the echo is a prefix of B, ended by at most one Close (1008/1001
 //! for a timer).
 
+use crate::echo_view::{is_prefix, normalise_server, parse_server_frames, push_data, show, Item};
 use std::time::Duration;
 use wsecho::proto::frame::{write_frame, OpCode};
 use wsecho::proto::{Action, Limits, Role, Session};
@@ -793,7 +794,7 @@ impl<'a> Scenario<'a> {
         self.report.upgraded = true;
         assert!(self.client.request == UPGRADE || self.client.request.starts_with(b"GET "), "101 for garbage");
 
-        let (frames, used) = parse_server_frames(&written[head..]);
+        let (frames, used) = parse_server_frames(&written[head..], 0);
         if !cut_short {
             assert_eq!(head + used, written.len(), "a partial frame at the end of the server's output");
         }
@@ -861,162 +862,6 @@ fn content_length(head: &[u8]) -> Option<usize> {
     text.lines().find_map(|l| l.strip_prefix("Content-Length: ")).and_then(|v| v.trim().parse().ok())
 }
 
-/// A frame the server wrote.
-#[derive(Debug)]
-struct ServerFrame {
-    fin: bool,
-    opcode: u8,
-    payload: Vec<u8>,
-}
-
-/// Parse server frames (independently of the crate's decoder), checking
-/// what the server must never send. Returns the complete frames and the
-/// bytes they span.
-fn parse_server_frames(bytes: &[u8]) -> (Vec<ServerFrame>, usize) {
-    let mut frames = Vec::new();
-    let mut pos = 0;
-    loop {
-        let rest = &bytes[pos..];
-        if rest.len() < 2 {
-            break;
-        }
-        let (b0, b1) = (rest[0], rest[1]);
-        assert_eq!(b1 & 0x80, 0, "a masked server frame");
-        assert_eq!(b0 & 0x70, 0, "RSV bits on a server frame without an extension");
-        let (len, hlen) = match b1 & 0x7F {
-            126 => {
-                if rest.len() < 4 {
-                    break;
-                }
-                let n = u16::from_be_bytes([rest[2], rest[3]]) as u64;
-                assert!(n >= 126, "16-bit length {n} not minimal");
-                (n, 4)
-            }
-            127 => {
-                if rest.len() < 10 {
-                    break;
-                }
-                let n = u64::from_be_bytes(rest[2..10].try_into().unwrap());
-                assert!(n > 0xFFFF && n >> 63 == 0, "64-bit length {n} not minimal");
-                (n, 10)
-            }
-            n => (n as u64, 2),
-        };
-        if ((rest.len() - hlen) as u64) < len {
-            break;
-        }
-        let len = len as usize;
-        let opcode = b0 & 0x0F;
-        let fin = b0 & 0x80 != 0;
-        assert!(matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10), "server sent opcode {opcode}");
-        if opcode >= 8 {
-            assert!(fin && len <= 125, "bad server control frame (fin {fin}, {len} bytes)");
-        }
-        frames.push(ServerFrame { fin, opcode, payload: rest[hlen..hlen + len].to_vec() });
-        pos += hlen + len;
-    }
-    (frames, pos)
-}
-
-/// A message-level view of an echo: data frames merged per message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Item {
-    /// A message starts (its opcode: 1 text, 2 binary).
-    Start(u8),
-    /// Payload bytes (adjacent data frames merged).
-    Bytes(Vec<u8>),
-    /// The message ended (FIN).
-    End,
-    /// A pong with this payload.
-    Pong(Vec<u8>),
-}
-
-fn push_data(items: &mut Vec<Item>, opcode: u8, fin: bool, payload: &[u8]) {
-    if opcode != 0 {
-        items.push(Item::Start(opcode));
-    }
-    if !payload.is_empty() {
-        match items.last_mut() {
-            Some(Item::Bytes(b)) => b.extend_from_slice(payload),
-            _ => items.push(Item::Bytes(payload.to_vec())),
-        }
-    }
-    if fin {
-        items.push(Item::End);
-    }
-}
-
-/// Whether `a` is a prefix of `b`, the last item of `a` possibly a partial
-/// `Bytes`.
-fn is_prefix(a: &[Item], b: &[Item]) -> bool {
-    if a.len() > b.len() {
-        return false;
-    }
-    let Some((last, init)) = a.split_last() else { return true };
-    if init.iter().zip(b).any(|(x, y)| x != y) {
-        return false;
-    }
-    match (last, &b[init.len()]) {
-        (Item::Bytes(x), Item::Bytes(y)) => y.starts_with(x),
-        (x, y) => x == y,
-    }
-}
-
-fn show(items: &[Item]) -> String {
-    let mut s = String::new();
-    for i in items {
-        match i {
-            Item::Start(op) => s.push_str(&format!("[{op} ")),
-            Item::Bytes(b) => s.push_str(&format!("{}B ", b.len())),
-            Item::End => s.push_str("] "),
-            Item::Pong(p) => s.push_str(&format!("pong{} ", p.len())),
-        }
-    }
-    s
-}
-
-/// The server's echo, normalised; checks frame sequencing and that a Close
-/// comes last.
-#[derive(Debug)]
-struct Echo {
-    items: Vec<Item>,
-    /// The Close frame's code (Some(None): an empty Close).
-    close: Option<Option<u16>>,
-}
-
-fn normalise_server(frames: &[ServerFrame]) -> Echo {
-    let mut items = Vec::new();
-    let mut close = None;
-    let mut in_message = false;
-    for f in frames {
-        assert!(close.is_none(), "a frame after the server's Close");
-        match f.opcode {
-            0 => {
-                assert!(in_message, "continuation outside a message");
-                push_data(&mut items, 0, f.fin, &f.payload);
-                in_message = !f.fin;
-            }
-            1 | 2 => {
-                assert!(!in_message, "a new message inside a fragmented one");
-                push_data(&mut items, f.opcode, f.fin, &f.payload);
-                in_message = !f.fin;
-            }
-            8 => {
-                let code = match f.payload.len() {
-                    0 => None,
-                    1 => panic!("one-byte Close payload"),
-                    _ => Some(u16::from_be_bytes([f.payload[0], f.payload[1]])),
-                };
-                close = Some(code);
-            }
-            9 => assert!(f.payload.is_empty(), "keepalive ping with a payload"),
-            10 => items.push(Item::Pong(f.payload.clone())),
-            _ => unreachable!(),
-        }
-    }
-    Echo { items, close }
-}
-
 /// How the reference echo ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -1058,8 +903,8 @@ fn reference(sent: &[u8], limits: &Limits, streamed: bool) -> Reference {
                 Ok(Some((action, used))) => {
                     let frame = &buf[pos..pos + used];
                     match action {
-                        Action::Data { opcode, fin, payload, .. } => {
-                            push_data(&mut items, opcode as u8, fin, &frame[payload])
+                        Action::Data { opcode, fin, rsv, payload } => {
+                            push_data(&mut items, opcode as u8, rsv, fin, &frame[payload])
                         }
                         Action::Ping(p) => items.push(Item::Pong(frame[p].to_vec())),
                         Action::Pong(_) => {}

@@ -7,6 +7,7 @@
 //! stream can be copied out with `tail -c +2`).
 
 pub mod driver_scenario;
+pub mod echo_view;
 
 /// A tiny deterministic generator (xorshift32): same seed, same cuts.
 #[derive(Debug, Clone)]
