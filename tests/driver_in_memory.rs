@@ -249,3 +249,34 @@ fn issue_10_fin_reported_during_backpressure_closes_the_connection_once_drained(
     settle(&mut d, &peer);
     assert!(peer.server_closed(), "connection still open after the client's FIN");
 }
+
+/// Issue 10: a peer that never reads. The server stops reading once its
+/// queue passes `backpressure_bytes`: of 1 MiB offered, it reads at most the
+/// cap plus one read buffer, holds at most that queued, and the backpressure
+/// deadline then closes the connection 1008.
+#[test]
+fn issue_10_write_side_blocked_forever_stops_reading_and_bounds_memory() {
+    let cfg = Config { backpressure_bytes: 8192, ..Config::default() };
+    let (mut d, peer) = upgraded(cfg);
+    peer.set_write_room(0);
+    let bound = d.config().backpressure_bytes + d.readbuf_len() + 64;
+    let frames = binary_frames(1024, 1000);
+    for piece in frames.chunks(4096) {
+        peer.send(piece);
+        settle(&mut d, &peer);
+        let conn = d.conn().expect("still open");
+        assert!(conn.out.len() <= bound, "{} bytes queued > {bound}", conn.out.len());
+    }
+    let read = peer.bytes_read() as usize - UPGRADE.len();
+    assert!(d.conn().unwrap().read_paused, "reading not paused");
+    assert!(read <= bound, "read {read} of {} bytes while nothing could be written", frames.len());
+    assert!(peer.unread() >= frames.len() - bound);
+    let timeout = d.config().backpressure_timeout;
+    d.advance(timeout + std::time::Duration::from_secs(1));
+    settle(&mut d, &peer);
+    peer.set_write_room(usize::MAX);
+    d.event(Readiness { writable: true, ..Readiness::default() });
+    settle(&mut d, &peer);
+    let written = peer.written();
+    assert!(written.ends_with(&[0x88, 0x02, 0x03, 0xF0]), "no Close 1008 at the end");
+}
