@@ -572,6 +572,9 @@ impl<S: Transport> Driver<S> {
             self.dropped = Some((why, c.out.len()));
             c.out.clear(&mut self.ctx.pool);
             self.ctx.set_inbuf(&mut c, &[]);
+            if c.pmd.as_ref().is_some_and(|p| p.holds_inflater()) {
+                self.ctx.codecs.release_inflater();
+            }
             self.queued = false;
         }
     }
