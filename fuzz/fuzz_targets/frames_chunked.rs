@@ -2,16 +2,23 @@
 //!
 //! Input: byte 0 seeds the chunk sizes (see `wsecho_fuzz::chunk_sizes`),
 //! byte 1 picks the configuration (bit 0: small limits, so 1009 paths are
-//! reachable; bit 1: RSV1 allowed, as after permessage-deflate), and the rest
-//! is the client-to-server byte stream.
+//! reachable; bit 1: RSV1 allowed, as after permessage-deflate; bits 2–3:
+//! `Limits::max_held_frame` 16 KiB (default), 16, 1 or 0, so frames are
+//! streamed), and the rest is the client-to-server byte stream.
 //!
 //! The stream is fed to a server `Session` and to `echo_frames` twice: all at
 //! once, and in chunks the way the reactor does it (append the new bytes to
 //! the *same* buffer — which the session may already have unmasked in part —
-//! decode, drop the consumed prefix, repeat). The actions with their payload
-//! bytes, the echo output, the final error and the bytes left over must be
-//! identical. The echo output must also be exactly what the session's
-//! actions call for.
+//! decode, drop the consumed prefix, repeat). A frame larger than
+//! `max_held_frame` is streamed — returned piece by piece as its bytes
+//! arrive — so how the stream is cut changes the framing of data but never
+//! the messages: actions and echo output are compared **per message**
+//! (`wsecho_fuzz::echo_view`: payloads concatenated, control frames in
+//! place). The final error and, without one, the messages and the bytes
+//! left over must be identical; with an error, the unsplit run's messages
+//! are a prefix of the split run's (a piece before the bad byte may be
+//! echoed before the error is seen, never after). The echo output must also
+//! be exactly, frame by frame, what the session's actions call for.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +26,7 @@ use wsecho::proto::close::CloseCode;
 use wsecho::proto::echo::{echo_frames, send_close, EchoEnd};
 use wsecho::proto::frame::{write_frame, OpCode, RSV1};
 use wsecho::proto::{Action, Limits, ProtocolError, Role, Session};
+use wsecho_fuzz::echo_view::{is_prefix, normalise_server, parse_server_frames, push_data, show, Item};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -126,6 +134,35 @@ fn expected_echo(run: &SessionRun) -> (Vec<u8>, Option<EchoEnd>) {
     }
 }
 
+/// The events per message (data payloads run together).
+fn messages(events: &[Event]) -> Vec<Item> {
+    let mut items = Vec::new();
+    for ev in events {
+        match ev {
+            Event::Data { opcode, fin, rsv, bytes } => push_data(&mut items, *opcode as u8, *rsv, *fin, bytes),
+            Event::Ping(p) => items.push(Item::Ping(p.clone())),
+            Event::Pong(p) => items.push(Item::Pong(p.clone())),
+            Event::Close(c) => {
+                let mut p = Vec::new();
+                if let Some((code, reason)) = c {
+                    p.extend_from_slice(&code.0.to_be_bytes());
+                    p.extend_from_slice(reason);
+                }
+                items.push(Item::Close(p));
+            }
+        }
+    }
+    items
+}
+
+/// An echo per message, and its Close.
+fn echo_messages(out: &[u8], rsv: u8) -> (Vec<Item>, Option<Option<u16>>) {
+    let (frames, used) = parse_server_frames(out, rsv);
+    assert_eq!(used, out.len(), "echo ends in a partial frame");
+    let echo = normalise_server(&frames);
+    (echo.items, echo.close)
+}
+
 /// Properties of the decoded events themselves.
 fn check_events(run: &SessionRun) {
     let mut text: Option<Vec<u8>> = None;
@@ -162,26 +199,51 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (seed, config, stream) = (data[0], data[1], &data[2..]);
-    let limits = if config & 1 != 0 {
+    let mut limits = if config & 1 != 0 {
         Limits { max_frame_payload: 200, max_message: 500, max_fragments: 3, ..Limits::default() }
     } else {
         Limits::default()
     };
+    limits.max_held_frame = [limits.max_held_frame, 16, 1, 0][(config >> 2 & 3) as usize];
     let rsv = if config & 2 != 0 { RSV1 } else { 0 };
     let chunks = wsecho_fuzz::chunks(seed, stream);
 
     let whole = run_session(&[stream], &limits, rsv);
     let split = run_session(&chunks, &limits, rsv);
-    assert_eq!(whole.events, split.events, "actions differ");
     assert_eq!(whole.err, split.err, "errors differ");
+    let (whole_msgs, split_msgs) = (messages(&whole.events), messages(&split.events));
     if whole.err.is_none() {
+        assert_eq!(
+            whole_msgs,
+            split_msgs,
+            "messages differ\nwhole: {}\nsplit: {}",
+            show(&whole_msgs),
+            show(&split_msgs)
+        );
         assert_eq!(whole.leftover, split.leftover, "kept bytes differ");
+    } else {
+        assert!(
+            is_prefix(&whole_msgs, &split_msgs),
+            "before the error, the unsplit messages are not a prefix of the split ones\nwhole: {}\nsplit: {}",
+            show(&whole_msgs),
+            show(&split_msgs)
+        );
     }
     check_events(&whole);
+    check_events(&split);
 
     let echo_whole = run_echo(&[stream], &limits, rsv);
     let echo_split = run_echo(&chunks, &limits, rsv);
-    assert_eq!(echo_whole, echo_split, "echo differs");
+    assert_eq!(echo_whole.end, echo_split.end, "echo ends differ");
+    let (whole_items, whole_close) = echo_messages(&echo_whole.out, rsv);
+    let (split_items, split_close) = echo_messages(&echo_split.out, rsv);
+    assert_eq!(whole_close, split_close, "echo Close differs");
+    if matches!(echo_whole.end, Some(EchoEnd::Failed(_))) {
+        assert!(is_prefix(&whole_items, &split_items), "echo before the error: unsplit not a prefix of split");
+    } else {
+        assert_eq!(whole_items, split_items, "echo messages differ");
+        assert_eq!(echo_whole.leftover, echo_split.leftover, "echo kept bytes differ");
+    }
     let (out, end) = expected_echo(&whole);
     assert_eq!(echo_whole.end, end, "echo end differs from the session's");
     assert_eq!(echo_whole.out, out, "echo output differs from the session's actions");

@@ -152,3 +152,44 @@ write("deflate_inflate", "raw_text_message", bytes([0x03, 0x02 | 0x01 | (7 << 3)
 write("deflate_inflate", "raw_zip_bomb", bytes([0x03, 0x01]) + raw_deflate(bytes(4096), 9))
 write("deflate_inflate", "raw_empty_message", bytes([0x00, 0x01]) + b"\x00")
 write("deflate_inflate", "raw_bfinal_stream", bytes([0x02, 0x38]) + (lambda c: c.compress(b"x" * 50) + c.flush())(zlib.compressobj(6, zlib.DEFLATED, -15)))
+
+# reactor_driver: [config0, config1, config2] + (tag, arg) operations; see
+# fuzz/src/driver_scenario.rs. A message's arg: bit 0 text, bits 1-2 parts-1,
+# bits 3-5 size class (0 empty ... 5: 2000-9000 bytes, 6: 9000-20000 or 60000+).
+MSG, PING, CLOSE, GARBAGE, BROKEN, ARRIVE, ROOM, GRANT, FAILW, FIN, CLOCK, SPURIOUS, FAILR, INTR, OTHERS = (
+    0, 7, 9, 10, 11, 12, 18, 20, 21, 22, 23, 25, 26, 27, 28)
+ALL, ONE, FEW, SOME = 5, 0, 1, 3  # arrival size classes
+NONE, UNLIMITED = 0, 4  # write room classes
+
+
+def ops(*pairs):
+    return bytes(b for p in pairs for b in p)
+
+
+def msg(text=False, parts=1, size=2):
+    return (MSG, int(text) | (parts - 1) << 1 | size << 3)
+
+
+write("reactor_driver", "echo_and_close", bytes([0, 0, 0x08]) + ops(
+    (ARRIVE, ALL), msg(True), msg(False, 3, 3), (PING, 10), (ARRIVE, ALL), (CLOSE, 1), (ARRIVE, ALL)))
+write("reactor_driver", "bytewise_arrivals_fragmented_text", bytes([0, 0, 0x08]) + ops(
+    (ARRIVE, ALL), msg(True, 4, 4), (PING, 3), msg(True, 2, 2), *[(ARRIVE, ONE)] * 60, (CLOSE, 3)))
+# max_held_frame 16, chunk 64 / pool 1 KiB, backpressure 64, cork 16; budget 100.
+write("reactor_driver", "streaming_tiny_pool_backpressure", bytes([0x01 | 2 << 2 | 2 << 4 | 1 << 6, 0x02, 0x08]) + ops(
+    (ARRIVE, ALL), (ROOM, NONE), msg(False, 1, 5), msg(True, 2, 4), (ARRIVE, SOME), (ARRIVE, SOME),
+    (GRANT, 10), (ARRIVE, ALL), (ROOM, 1), (ARRIVE, ALL), (ROOM, UNLIMITED), (CLOSE, 2)))
+write("reactor_driver", "half_close_with_backlog", bytes([0x01 | 2 << 4, 0x00, 0x00]) + ops(
+    (ARRIVE, ALL), (ROOM, NONE), msg(False, 2, 5), msg(True, 1, 3), (ARRIVE, ALL), (FIN, 0), (ROOM, UNLIMITED)))
+write("reactor_driver", "write_blocked_forever_large_frame", bytes([0x03 | 1 << 2 | 1 << 4, 0x0C, 0x48]) + ops(
+    (ARRIVE, ALL), (ROOM, NONE), msg(False, 1, 6), *[(ARRIVE, SOME)] * 40))
+write("reactor_driver", "pool_held_by_others_then_fin", bytes([0x01 | 1 << 2, 0x01, 0x00]) + ops(
+    (ARRIVE, ALL), (OTHERS, 2), msg(False, 3, 4), (ARRIVE, ALL), (FIN, 0), (OTHERS, 1)))
+# Short timeouts: a frame left unfinished, keepalive ping and close timeouts.
+write("reactor_driver", "timers_frame_idle_close", bytes([0x01, 0x00, 0x20]) + ops(
+    (ARRIVE, ALL), msg(False, 1, 4), (ARRIVE, FEW), (CLOCK, 3), (CLOCK, 3), (CLOCK, 2 | 8 << 2), (ARRIVE, ALL),
+    (CLOCK, 3), (CLOCK, 3)))
+write("reactor_driver", "broken_frames_and_errors", bytes([0x02, 0x10, 0x08]) + ops(
+    (ARRIVE, ALL), msg(True, 2, 2), (BROKEN, 0), (ARRIVE, SOME), (INTR, 0x0F), (ARRIVE, ALL), (FAILW, 8)))
+write("reactor_driver", "home_page_impatient", bytes([0, 0, 0x02 | 0x04 | 0x08]) + ops(
+    msg(True), (ARRIVE, SOME), (ROOM, 2), (ARRIVE, ALL), (ROOM, UNLIMITED)))
+write("reactor_driver", "garbage_request", bytes([0, 0, 0x03, 12]) + b"GET /x HTTP/1.0" + ops((ARRIVE, ALL)))

@@ -6,6 +6,9 @@
 //! exactly the byte stream under test (seeds stay readable and a crash's
 //! stream can be copied out with `tail -c +2`).
 
+pub mod driver_scenario;
+pub mod echo_view;
+
 /// A tiny deterministic generator (xorshift32): same seed, same cuts.
 #[derive(Debug, Clone)]
 pub struct Rng(u32);

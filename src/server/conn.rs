@@ -4,10 +4,28 @@ use crate::pool::OutQueue;
 use crate::proto::deflate::PmdCodec;
 use crate::proto::handshake::RequestScanner;
 use crate::proto::Session;
+use std::io::{Read, Write};
 
-/// The socket type a connection runs over. A TLS stream would replace it here
-/// (and only here: the reactor talks to it through `server::io`).
+/// The socket type the reactor's connections run over (the default type
+/// parameter of [`Conn`], so the reactor's code is monomorphic).
 pub type Stream = mio::net::TcpStream;
+
+/// What a connection's byte stream must offer: nonblocking `Read`/`Write`
+/// (`WouldBlock` when there is nothing to read or no room to write) and a way
+/// to shut down our sending side (a TCP FIN). The reactor uses
+/// [`Stream`]; a TLS stream, or the in-memory stream of the driver fuzz target
+/// ([`crate::server::testing`]), slots in here — the per-connection code is
+/// generic over it and never uses `dyn`.
+pub trait Transport: Read + Write + std::fmt::Debug {
+    /// Shut down the sending side (our FIN), keeping the receiving side open.
+    fn shutdown_write(&mut self) -> std::io::Result<()>;
+}
+
+impl Transport for Stream {
+    fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
 
 /// Where a connection is in its life. Changed only through
 /// [`Conn::set_phase`], so every transition is in one place.
@@ -55,11 +73,12 @@ impl Phase {
     }
 }
 
-/// One accepted connection.
+/// One accepted connection, over a [`Transport`] (`S`; a TCP socket in the
+/// reactor).
 #[derive(Debug)]
-pub struct Conn {
+pub struct Conn<S = Stream> {
     /// The socket.
-    pub stream: Stream,
+    pub stream: S,
     /// Unique per reactor (wrapping); tells a timer entry for a reused slab
     /// slot apart.
     pub id: u32,
@@ -76,6 +95,11 @@ pub struct Conn {
     pub read_paused: bool,
     /// The connection is in the reactor's run queue.
     pub queued: bool,
+    /// An event reported the peer's FIN (or an error). No further edge will
+    /// come, so from now on every turn reads until `WouldBlock` or EOF
+    /// instead of stopping at a short read — a turn that did not get to the
+    /// EOF (paused, out of budget) must not lose it.
+    pub fin_reported: bool,
     /// permessage-deflate state, only if this connection negotiated it.
     pub pmd: Option<Box<PmdCodec>>,
     /// Reactor tick (250 ms units) when bytes last arrived: keepalive.
@@ -94,9 +118,9 @@ pub struct Conn {
     pub frame_since: u32,
 }
 
-impl Conn {
+impl<S> Conn<S> {
     /// A connection that has just been accepted.
-    pub fn new(stream: Stream, id: u32) -> Self {
+    pub fn new(stream: S, id: u32) -> Self {
         Conn {
             stream,
             id,
@@ -105,6 +129,7 @@ impl Conn {
             out: OutQueue::default(),
             read_paused: false,
             queued: false,
+            fin_reported: false,
             pmd: None,
             last_seen: 0,
             paused_at: 0,

@@ -181,7 +181,7 @@ impl Ctx {
 
     /// Make sure the connection's live wheel entry fires no later than
     /// `tick`.
-    pub(crate) fn arm(&mut self, conn: &mut Conn, key: usize, tick: u32) {
+    pub(crate) fn arm<S>(&mut self, conn: &mut Conn<S>, key: usize, tick: u32) {
         let at = self.instant_of(tick);
         if conn.armed == u32::MAX || self.wheel.tick_of(at) < conn.armed {
             conn.armed = self.wheel.arm(at, key, conn.id);
@@ -195,7 +195,7 @@ impl Ctx {
 
     /// Replace the connection's held input with a right-sized copy of
     /// `bytes` (none if empty), keeping `held_bytes` in step.
-    pub(crate) fn set_inbuf(&mut self, conn: &mut Conn, bytes: &[u8]) {
+    pub(crate) fn set_inbuf<S>(&mut self, conn: &mut Conn<S>, bytes: &[u8]) {
         let old = conn.inbuf.as_deref().map_or(0, <[u8]>::len);
         if old == 0 && bytes.is_empty() {
             return;

@@ -8,17 +8,60 @@
 //! decoded in one contiguous slice, and what is left over is stored in an
 //! allocation of exactly its size. Large frames are streamed, never held.
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, DropReason, Fate, ReadMode};
 use super::io::{self, IoStep};
+use super::keepalive::check_conn;
 use super::open::echo_frames;
-use super::output::{enter_closing, finish_cork, CloseKind};
+use super::output::{after_output, enter_closing, finish_cork, flush_out, CloseKind};
 use super::upgrade::{handshake_input, reject_busy};
 use crate::proto::Action;
 
+/// One readiness event for a connection — the per-connection part of the
+/// reactor's `drive`, shared with [`crate::server::testing`]: flush queued
+/// bytes if writable, read if readable (or if the flush made room again),
+/// then finish a Closing connection whose last bytes are out.
+pub(crate) fn turn<S: Transport>(
+    conn: &mut Conn<S>,
+    ctx: &mut Ctx,
+    key: usize,
+    read: Option<ReadMode>,
+    writable: bool,
+) -> Fate {
+    let mut fate = Fate::Keep;
+    if writable {
+        fate = flush_out(conn, ctx);
+    }
+    if fate == Fate::Requeue || (fate == Fate::Keep && read.is_some()) {
+        fate = read_conn(conn, ctx, key, read.unwrap_or(ReadMode::UntilShort));
+    }
+    if fate == Fate::Keep {
+        fate = after_output(conn);
+    }
+    fate
+}
+
+/// The connection's live timer-wheel entry fired — the per-connection part
+/// of the reactor's `expire_timers`, shared with [`crate::server::testing`]:
+/// keepalive and backpressure checks, then finish a Closing connection whose
+/// last bytes are out.
+pub(crate) fn timer_turn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) -> Fate {
+    conn.armed = u32::MAX;
+    let mut fate = check_conn(conn, ctx, key);
+    if fate == Fate::Keep {
+        fate = after_output(conn);
+    }
+    fate
+}
+
 /// Read and process until `WouldBlock`, the budget, backpressure, or the
 /// phase stops reading.
-pub(crate) fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize, mode: ReadMode) -> Fate {
+pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, mode: ReadMode) -> Fate {
+    // The event that reported the FIN may find the connection paused or may
+    // run out of budget before the EOF; later turns (run queue, pool
+    // waiters, after a drain) must still read up to it.
+    conn.fin_reported |= mode == ReadMode::UntilWouldBlock;
+    let mode = if conn.fin_reported { ReadMode::UntilWouldBlock } else { mode };
     let mut budget = ctx.cfg.read_budget;
     loop {
         if conn.read_paused || !conn.phase.reads_socket() {
@@ -84,7 +127,7 @@ pub(crate) fn read_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize, mode: ReadMo
 
 /// Stop reading a connection whose queue is over the cap; the backpressure
 /// deadline closes it 1008 if the peer never reads.
-fn pause(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
+fn pause<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) {
     conn.read_paused = true;
     conn.paused_at = ctx.tick;
     let deadline = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
@@ -93,7 +136,7 @@ fn pause(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
 
 /// The pool has no room for this connection's echoes: do not read it until
 /// chunks come back.
-fn pause_for_pool(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
+fn pause_for_pool<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) -> Fate {
     log::debug!("conn {}: write-chunk pool at its cap, pausing reads", conn.id);
     pause(conn, ctx, key);
     ctx.pool_waiters.push((key, conn.id));
@@ -102,7 +145,7 @@ fn pause_for_pool(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
 
 /// The peer shut its sending side. Whatever we still owe it (echoes, our
 /// Close, an HTTP response) is written first; then the connection closes.
-fn on_peer_eof(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
+fn on_peer_eof<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) -> Fate {
     let why = match conn.phase {
         Phase::Open(_) => DropReason::PeerEofWhileOpen,
         Phase::Handshaking(_) => DropReason::PeerEofDuringHandshake,
@@ -124,7 +167,7 @@ fn on_peer_eof(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
 
 /// Feed `buf` (held bytes, then freshly read ones) through the connection's
 /// phase, keep what is unfinished in `conn.inbuf`, then write the output.
-fn process_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> Fate {
+fn process_input<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> Fate {
     if !conn.phase.reads_input() {
         ctx.set_inbuf(conn, &[]);
         return Fate::Keep; // Closing: input is discarded.
@@ -149,7 +192,7 @@ fn process_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> 
 }
 
 /// Start or stop the clock of the frame in progress (slow-drip frames).
-fn track_frame_deadline(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
+fn track_frame_deadline<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) {
     let in_frame = match &conn.phase {
         Phase::Open(session) => conn.inbuf.is_some() || session.mid_frame(),
         _ => false,
@@ -164,7 +207,7 @@ fn track_frame_deadline(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
 }
 
 /// Interpret bytes according to the phase; returns bytes consumed.
-fn consume(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
+fn consume<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
     match &mut conn.phase {
         Phase::Handshaking(_) => handshake_input(conn, ctx, key, buf),
         Phase::Open(_) => echo_frames(conn, ctx, key, buf),

@@ -1,14 +1,14 @@
 //! Deadlines from the timer wheel: idle keepalive pings and the
 //! backpressure timeout.
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, DropReason, Fate};
 use super::output::{close_now, send_control};
 use crate::proto::frame::OpCode;
 use crate::proto::CloseCode;
 
 /// A connection's wheel entry fired: keepalive and backpressure deadlines.
-pub(crate) fn check_conn(conn: &mut Conn, ctx: &mut Ctx, key: usize) -> Fate {
+pub(crate) fn check_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) -> Fate {
     if !matches!(conn.phase, Phase::Open(_)) {
         return Fate::Keep;
     }

@@ -38,8 +38,11 @@
 //!  ctx.rs         Ctx, Fate, DropReason, ReadMode: what handlers borrow and answer
 //!  config.rs      Config: every setting with its default
 //!  sys.rs         listener sockets (socket2) and the file limit (rlimit)
-//!  conn.rs io.rs timers.rs   a connection's state, the syscalls, deadlines
+//!  conn.rs io.rs timers.rs   a connection's state (generic over its Transport), the syscalls, deadlines
 //! ```
+//!
+//! `testing.rs` (hidden) runs one connection through the same code over an
+//! in-memory stream, for the `reactor_driver` fuzz target.
 
 pub mod config;
 pub mod conn;
@@ -53,6 +56,8 @@ mod reactor;
 mod runtime;
 mod stats;
 pub mod sys;
+#[doc(hidden)]
+pub mod testing;
 pub mod timers;
 mod upgrade;
 

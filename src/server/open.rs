@@ -1,13 +1,18 @@
 //! The Open phase: frames in, echoes out; leave Open on Close or error.
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, DropReason, Fate};
 use super::output::{enter_closing, CloseKind, ConnSink};
 use crate::proto::deflate::CodecPool;
 use crate::proto::echo::{self, EchoEnd};
 
 /// Echo every complete frame in `buf`; returns bytes consumed.
-pub(crate) fn echo_frames(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
+pub(crate) fn echo_frames<S: Transport>(
+    conn: &mut Conn<S>,
+    ctx: &mut Ctx,
+    key: usize,
+    buf: &mut [u8],
+) -> (usize, Fate) {
     let Conn { stream, phase, out, id, pmd, .. } = conn;
     let Phase::Open(session) = phase else {
         return (buf.len(), Fate::Keep);

@@ -1,7 +1,7 @@
 //! Bytes out: the cork, a connection's queue of refused bytes, flushing, and
 //! the transitions into the Closing phase.
 
-use super::conn::{Conn, Phase, Stream};
+use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, DropReason, Fate};
 use super::io::{self, IoStep};
 use crate::pool::OutQueue;
@@ -28,14 +28,14 @@ pub(crate) enum CloseKind {
 /// The reactor's [`FrameSink`]: frames go to the cork, or straight to the
 /// socket for large payloads, and whatever the kernel refuses to the
 /// connection's queue.
-pub(crate) struct ConnSink<'a> {
-    pub(crate) stream: &'a mut Stream,
+pub(crate) struct ConnSink<'a, S> {
+    pub(crate) stream: &'a mut S,
     pub(crate) out: &'a mut OutQueue,
     pub(crate) ctx: &'a mut Ctx,
     pub(crate) id: u32,
 }
 
-impl FrameSink for ConnSink<'_> {
+impl<S: Transport> FrameSink for ConnSink<'_, S> {
     type Error = std::io::Error;
 
     #[inline]
@@ -55,8 +55,8 @@ impl FrameSink for ConnSink<'_> {
 
 /// Queue one frame (`hdr` + `payload`) for the peer: into the cork if it
 /// fits, else (large payloads) written straight from the caller's buffer.
-pub(crate) fn send(
-    stream: &mut Stream,
+pub(crate) fn send<S: Transport>(
+    stream: &mut S,
     out: &mut OutQueue,
     ctx: &mut Ctx,
     hdr: &[u8],
@@ -86,7 +86,7 @@ pub(crate) fn send(
 
 /// Write the cork with one syscall (behind anything already queued); keep
 /// what the kernel refuses.
-pub(crate) fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx) -> std::io::Result<()> {
+pub(crate) fn finish_cork<S: Transport>(stream: &mut S, out: &mut OutQueue, ctx: &mut Ctx) -> std::io::Result<()> {
     if ctx.cork.is_empty() {
         return Ok(());
     }
@@ -104,7 +104,7 @@ pub(crate) fn finish_cork(stream: &mut Stream, out: &mut OutQueue, ctx: &mut Ctx
 
 /// Write queued bytes until done or `WouldBlock`; resume reading when a
 /// backlog has drained below half the cap.
-pub(crate) fn flush_out(conn: &mut Conn, ctx: &mut Ctx) -> Fate {
+pub(crate) fn flush_out<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx) -> Fate {
     while !conn.out.is_empty() {
         let mut slices = [IoSlice::new(&[]); 64];
         let n = conn.out.slices(&mut slices);
@@ -126,14 +126,14 @@ pub(crate) fn flush_out(conn: &mut Conn, ctx: &mut Ctx) -> Fate {
 /// After output: finish a Closing connection whose last bytes are out —
 /// close it, or shut our sending side and give it a turn to read (and
 /// discard) until the peer's EOF, which may already be waiting.
-pub(crate) fn after_output(conn: &mut Conn) -> Fate {
+pub(crate) fn after_output<S: Transport>(conn: &mut Conn<S>) -> Fate {
     if let Phase::Closing { linger, write_shut, .. } = &mut conn.phase {
         if conn.out.is_empty() {
             if !*linger {
                 return Fate::Drop(DropReason::CloseHandshakeDone);
             }
             if !*write_shut {
-                let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                let _ = conn.stream.shutdown_write();
                 *write_shut = true;
                 return Fate::Requeue;
             }
@@ -143,7 +143,12 @@ pub(crate) fn after_output(conn: &mut Conn) -> Fate {
 }
 
 /// Send one control frame of our own (not an echo) right away.
-pub(crate) fn send_control(conn: &mut Conn, ctx: &mut Ctx, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
+pub(crate) fn send_control<S: Transport>(
+    conn: &mut Conn<S>,
+    ctx: &mut Ctx,
+    opcode: OpCode,
+    payload: &[u8],
+) -> std::io::Result<()> {
     let id = conn.id;
     let mut sink = ConnSink { stream: &mut conn.stream, out: &mut conn.out, ctx, id };
     echo::send_frame(&mut sink, true, 0, opcode, payload)?;
@@ -151,13 +156,13 @@ pub(crate) fn send_control(conn: &mut Conn, ctx: &mut Ctx, opcode: OpCode, paylo
 }
 
 /// Send a Close frame with `code`.
-pub(crate) fn send_close(conn: &mut Conn, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
+pub(crate) fn send_close<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
     send_control(conn, ctx, OpCode::Close, &code.0.to_be_bytes())
 }
 
 /// Leave Open/Handshaking after queueing our last bytes, and arm the close
 /// deadline.
-pub(crate) fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, kind: CloseKind) {
+pub(crate) fn enter_closing<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, kind: CloseKind) {
     let linger = kind != CloseKind::Answered;
     let closing = Phase::Closing { linger, write_shut: false, session: None };
     let session = match std::mem::replace(&mut conn.phase, closing) {
@@ -172,7 +177,7 @@ pub(crate) fn enter_closing(conn: &mut Conn, ctx: &mut Ctx, key: usize, kind: Cl
 }
 
 /// Start a server-initiated close with `code` (we wait for the peer's Close).
-pub(crate) fn close_now(conn: &mut Conn, ctx: &mut Ctx, key: usize, code: CloseCode) -> Fate {
+pub(crate) fn close_now<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, code: CloseCode) -> Fate {
     if send_close(conn, ctx, code).is_err() {
         return Fate::Drop(DropReason::WriteError);
     }

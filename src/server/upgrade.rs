@@ -1,7 +1,7 @@
 //! The Handshaking phase: scan the request head, route it (home page or
 //! upgrade), negotiate permessage-deflate, answer 101 or an HTTP error.
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, Fate};
 use super::output::{enter_closing, CloseKind};
 use crate::proto::deflate::PmdCodec;
@@ -15,7 +15,12 @@ pub const HOME_PAGE: &str = include_str!("../../static/home.html");
 
 /// Feed request bytes to the connection's scanner; once the head is
 /// complete, answer it. Returns bytes consumed.
-pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &mut [u8]) -> (usize, Fate) {
+pub(crate) fn handshake_input<S: Transport>(
+    conn: &mut Conn<S>,
+    ctx: &mut Ctx,
+    key: usize,
+    buf: &mut [u8],
+) -> (usize, Fate) {
     let Phase::Handshaking(scanner) = &mut conn.phase else {
         return (0, Fate::Keep);
     };
@@ -59,12 +64,12 @@ pub(crate) fn handshake_input(conn: &mut Conn, ctx: &mut Ctx, key: usize, buf: &
 pub const BUSY: HandshakeError = HandshakeError { status: 503, reason: "server busy: too many unfinished requests" };
 
 /// Answer an unfinished request head with [`BUSY`] and close.
-pub(crate) fn reject_busy(conn: &mut Conn, ctx: &mut Ctx, key: usize) {
+pub(crate) fn reject_busy<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) {
     reject(conn, ctx, key, &BUSY);
 }
 
 /// Answer the request with an HTTP error and close.
-fn reject(conn: &mut Conn, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
+fn reject<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
     log::debug!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
     handshake::write_error(&mut ctx.cork, err);
     enter_closing(conn, ctx, key, CloseKind::Discard);
