@@ -8,10 +8,9 @@
 use super::config::Config;
 use super::conn::{Conn, Phase};
 use super::ctx::{Ctx, DropReason, Fate, ReadMode};
-use super::driver::read_conn;
+use super::driver::{read_conn, timer_turn, turn};
 use super::io;
-use super::keepalive::check_conn;
-use super::output::{after_output, enter_closing, flush_out, send_close, CloseKind};
+use super::output::{after_output, enter_closing, send_close, CloseKind};
 use super::stats::{ReactorCounters, ReactorStats, Tally, SUMMARY_EVERY};
 use super::sys::{self, ListenOptions};
 use crate::proto::handshake;
@@ -358,17 +357,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let ctx = &mut self.ctx;
-        let mut fate = Fate::Keep;
-        if writable {
-            fate = flush_out(conn, ctx);
-        }
-        if fate == Fate::Requeue || (fate == Fate::Keep && read.is_some()) {
-            fate = read_conn(conn, ctx, key, read.unwrap_or(ReadMode::UntilShort));
-        }
-        if fate == Fate::Keep {
-            fate = after_output(conn);
-        }
+        let fate = turn(conn, &mut self.ctx, key, read, writable);
         self.settle(key, fate);
     }
 
@@ -442,11 +431,7 @@ impl Server {
             if conn.id != id || conn.armed != tick {
                 continue; // stale: the connection re-armed or the slot was reused
             }
-            conn.armed = u32::MAX;
-            let mut fate = check_conn(conn, &mut self.ctx, key);
-            if fate == Fate::Keep {
-                fate = after_output(conn);
-            }
+            let fate = timer_turn(conn, &mut self.ctx, key);
             self.settle(key, fate);
         }
         while let Some((key, id)) = self.ctx.close_timers.pop_expired(now) {
