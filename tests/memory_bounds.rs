@@ -313,3 +313,42 @@ fn issue_10_compressed_bomb_does_not_delay_another_connection() {
     let _ = bomb.shutdown(std::net::Shutdown::Both);
     let _ = reader.join();
 }
+
+#[test]
+fn issue_10_inflater_cap_refuses_a_new_compressed_message_with_1013() {
+    // Two connections each start a compressed message and leave it
+    // unfinished; with one inflater allowed, the second is closed 1013.
+    let server = ServerProc::start(&["--max-inflaters", "1", "--threads", "1"]);
+    let deflate_upgrade = |s: &mut TcpStream| {
+        s.write_all(
+            b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        )
+        .unwrap();
+        let head = read_head(s);
+        assert!(head.contains("permessage-deflate"), "{head}");
+    };
+    // A stored (uncompressed) deflate block holding "hi", without BFINAL:
+    // valid first fragment of a message that never ends.
+    let first = [0x00, 0x02, 0x00, 0xfd, 0xff, b'h', b'i'];
+    let mut frame = Vec::new();
+    wsecho::proto::frame::write_frame(&mut frame, false, 0x40, OpCode::Text, Some([1, 2, 3, 4]), &first);
+    let mut a = server.raw();
+    deflate_upgrade(&mut a);
+    a.write_all(&frame).unwrap();
+    let (fin, op, _) = read_frame_rsv(&mut a, 0x40);
+    assert_eq!((fin, op), (false, OpCode::Text), "first connection's fragment echoed");
+    let mut b = server.raw();
+    deflate_upgrade(&mut b);
+    b.write_all(&frame).unwrap();
+    assert_eq!(expect_close(&mut b), 1013);
+    // Once the first connection goes away, its inflater is free again.
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = server.raw();
+    deflate_upgrade(&mut c);
+    c.write_all(&frame).unwrap();
+    let (fin, op, _) = read_frame_rsv(&mut c, 0x40);
+    assert_eq!((fin, op), (false, OpCode::Text));
+}

@@ -165,10 +165,15 @@ pub fn masked_frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
 
 /// Read one server frame: (fin, opcode, payload). Panics on a masked frame.
 pub fn read_frame(s: &mut TcpStream) -> (bool, OpCode, Vec<u8>) {
+    read_frame_rsv(s, 0)
+}
+
+/// [`read_frame`] allowing the RSV bits in `rsv` (0x40: permessage-deflate).
+pub fn read_frame_rsv(s: &mut TcpStream, rsv: u8) -> (bool, OpCode, Vec<u8>) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 1];
     let (h, n) = loop {
-        if let Some(x) = FrameHeader::decode(&buf, Role::Client, 0, u64::MAX >> 1).expect("valid server frame") {
+        if let Some(x) = FrameHeader::decode(&buf, Role::Client, rsv, u64::MAX >> 1).expect("valid server frame") {
             break x;
         }
         s.read_exact(&mut tmp).expect("frame header");
