@@ -46,6 +46,21 @@ fn autobahn_fuzzingclient_against_the_server() {
 
 #[test]
 #[ignore = "needs the Autobahn TestSuite; run via tests/run.sh"]
+fn autobahn_fuzzingclient_against_one_reactor_subset() {
+    // The full run above uses the default reactor count (one per CPU: two on
+    // CI). This representative subset — framing, fragmentation, UTF-8
+    // fail-fast, closing, large messages — runs a single reactor; the full
+    // run with any --threads is `WSECHO_SERVER_ARGS='--threads N' bash
+    // autobahn/run-server.sh`.
+    run_script_env(
+        "autobahn/run-server.sh",
+        &["--bin", env!("CARGO_BIN_EXE_wsecho"), "--cases", "1.*,5.*,6.4.*,7.*,9.1.*"],
+        &[("WSECHO_SERVER_ARGS", "--threads 1")],
+    );
+}
+
+#[test]
+#[ignore = "needs the Autobahn TestSuite; run via tests/run.sh"]
 fn autobahn_fuzzingserver_against_the_client() {
     // Groups 1-10 (the compression groups double the fuzzer's run time; run
     // them with WSECHO_AUTOBAHN_COMPRESSION=1 bash autobahn/run-client.sh).

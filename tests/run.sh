@@ -31,5 +31,10 @@ bash autobahn/setup.sh >/dev/null
 log "building"
 cargo build --release --workspace --bins
 
+log "socket suites with two reactors per test server (WSECHO_TEST_THREADS=2)"
+WSECHO_TEST_THREADS=2 cargo nextest run --release --no-fail-fast \
+  --test rfc6455_4_handshake --test rfc6455_5_framing --test rfc6455_7_close \
+  --test backpressure --test hostile_clients --test fragment_flood
+
 log "running the tests"
 exec cargo nextest run --release --workspace --run-ignored all --no-fail-fast "$@"
