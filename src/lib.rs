@@ -4,12 +4,14 @@
 //! # Layout
 //!
 //! ```text
-//!  bin/server.rs ── args, logging, signals ──► server::Server::run
-//!                                               │  (mio reactor, slab, timers)
-//!                     server::io (syscalls) ◄───┤
+//!  bin/server.rs ── args, logging, signals ──► server::Runtime (N reactors)
+//!                                               │  each: server::Server, one mio Poll,
+//!                                               │  slab, pool, timers — in layers:
+//!                                               │  reactor → driver → upgrade/open/keepalive
+//!                                               │  → output → ctx → config/sys/conn/io/timers
 //!                     pool (shared write chunks)┤
 //!                                               ▼
-//!  proto/ (sans-I/O): handshake · frame · mask · utf8 · close · session
+//!  proto/ (sans-I/O): handshake · frame · mask · utf8 · close · session · echo · deflate
 //! ```
 //!
 //! - [`proto`] is the protocol core: bytes in, decisions out; no sockets.
