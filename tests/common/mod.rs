@@ -100,19 +100,12 @@ impl TestServer {
 
     /// A raw socket with a 10 s read timeout.
     pub fn raw(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.set_nodelay(true).unwrap();
-        s
+        raw_to(self.addr)
     }
 
     /// A raw socket that has completed the upgrade.
     pub fn upgraded(&self) -> TcpStream {
-        let mut s = self.raw();
-        s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes()).unwrap();
-        let head = read_head(&mut s);
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        s
+        upgraded_to(self.addr)
     }
 
     /// Ask the server to drain and wait until every reactor returned.
@@ -129,6 +122,23 @@ impl Drop for TestServer {
             let _ = r.join();
         }
     }
+}
+
+/// A raw socket to `addr` with a 10 s read timeout.
+pub fn raw_to(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A raw socket to `addr` that has completed the upgrade.
+pub fn upgraded_to(addr: SocketAddr) -> TcpStream {
+    let mut s = raw_to(addr);
+    s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
 }
 
 pub fn upgrade_request(key: &str) -> String {
@@ -285,19 +295,12 @@ impl ServerProc {
 
     /// A raw socket with a 10 s read timeout.
     pub fn raw(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.set_nodelay(true).unwrap();
-        s
+        raw_to(self.addr)
     }
 
     /// A raw socket that has completed the upgrade.
     pub fn upgraded(&self) -> TcpStream {
-        let mut s = self.raw();
-        s.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes()).unwrap();
-        let head = read_head(&mut s);
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        s
+        upgraded_to(self.addr)
     }
 
     /// The server still answers a fresh client.
