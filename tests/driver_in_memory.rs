@@ -105,8 +105,17 @@ fn random_scripts_keep_memory_bounded_and_lose_no_echo() {
     }
 }
 
+/// Replays the committed seeds. Debugging aid: with `DRIVER_INPUT=<file>`
+/// (e.g. a fuzz artifact) it replays that input first and prints what it
+/// exercised; `DRIVER_TRACE=1` prints every step:
+/// `DRIVER_INPUT=fuzz/artifacts/reactor_driver/crash-… cargo test --test
+/// driver_in_memory -- --nocapture committed_seeds`
 #[test]
 fn committed_seeds_and_regressions_replay_cleanly() {
+    if let Some(path) = std::env::var_os("DRIVER_INPUT") {
+        let data = std::fs::read(path).unwrap();
+        println!("{:?}", run(&data));
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/reactor_driver");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz/seeds/reactor_driver") {
@@ -121,18 +130,6 @@ fn committed_seeds_and_regressions_replay_cleanly() {
         n += 1;
     }
     assert!(n > 0, "no seeds in {}", dir.display());
-}
-
-/// Debugging aid, not run by default: replay one input (a fuzz artifact) and
-/// print what it exercised; `DRIVER_TRACE=1` prints every step.
-/// `DRIVER_INPUT=fuzz/artifacts/reactor_driver/crash-… cargo test --test
-/// driver_in_memory -- --ignored --nocapture replay`
-#[test]
-#[ignore = "needs DRIVER_INPUT=<file>"]
-fn replay_input_from_env() {
-    let path = std::env::var_os("DRIVER_INPUT").expect("set DRIVER_INPUT to the input file");
-    let data = std::fs::read(path).unwrap();
-    println!("{:?}", run(&data));
 }
 
 // ---------------------------------------------------------------------------
