@@ -616,16 +616,7 @@ fn run_children(plan: &Plan, procs: usize) -> Report {
     }
     let mut r = Report::merge(&results);
     r.samples = samples;
-    if let (Some(a), Some(b)) = (cpu_start, cpu_end) {
-        let cpu = b - a;
-        r.server.cpu_us = Some(cpu);
-        if r.msgs > 0 {
-            r.server.cpu_us_per_msg = Some(cpu / r.msgs as f64);
-        }
-        if r.handshakes > 0 {
-            r.server.cpu_us_per_handshake = Some(cpu / r.handshakes as f64);
-        }
-    }
+    r.set_server_cpu(cpu_start, cpu_end);
     if plan.mode == Mode::Idle {
         r.server.rss_before_kib = rss_before;
         r.server.rss_after_kib = rss_after;

@@ -221,6 +221,21 @@ pub struct Report {
 }
 
 impl Report {
+    /// Server CPU over the measured window (utime+stime µs at its start and
+    /// end), per message and per handshake.
+    pub fn set_server_cpu(&mut self, start: Option<f64>, end: Option<f64>) {
+        if let (Some(a), Some(b)) = (start, end) {
+            let cpu = b - a;
+            self.server.cpu_us = Some(cpu);
+            if self.msgs > 0 {
+                self.server.cpu_us_per_msg = Some(cpu / self.msgs as f64);
+            }
+            if self.handshakes > 0 {
+                self.server.cpu_us_per_handshake = Some(cpu / self.handshakes as f64);
+            }
+        }
+    }
+
     /// Attach `h` (for merging) and its percentiles.
     pub fn set_histogram(&mut self, h: &Histogram<u64>, keep_raw: bool) {
         self.latency_us = Latency::of(h);

@@ -1284,16 +1284,7 @@ impl State<'_> {
             }
             r.reconnect = Some(rc);
         }
-        if let (Some(a), Some(b)) = (self.probe.cpu_start, self.probe.cpu_end) {
-            let cpu = b - a;
-            r.server.cpu_us = Some(cpu);
-            if r.msgs > 0 {
-                r.server.cpu_us_per_msg = Some(cpu / r.msgs as f64);
-            }
-            if r.handshakes > 0 {
-                r.server.cpu_us_per_handshake = Some(cpu / r.handshakes as f64);
-            }
-        }
+        r.set_server_cpu(self.probe.cpu_start, self.probe.cpu_end);
         if plan.mode == Mode::Idle {
             r.server.rss_before_kib = self.probe.rss_before;
             r.server.rss_after_kib = self.probe.rss_after;
