@@ -21,7 +21,9 @@ pub trait FrameSink {
     type Error;
     /// Queue one frame: `header` (2–14 bytes) then `payload`.
     fn frame(&mut self, header: &[u8], payload: &[u8]) -> Result<(), Self::Error>;
-    /// Observe a received data frame (for logging); default: nothing.
+    /// Observe a received data frame (for logging and metrics); default:
+    /// nothing. `opcode` is the message's (Text or Binary), also for its
+    /// continuation frames; `fin` ends the message.
     fn received(&mut self, _opcode: OpCode, _fin: bool, _payload: &[u8]) {}
 }
 
@@ -144,7 +146,8 @@ pub fn echo_frames<S: FrameSink>(
                                 }
                             }
                             _ => {
-                                sink.received(opcode, fin, p);
+                                let op = if session.msg_text() { OpCode::Text } else { OpCode::Binary };
+                                sink.received(op, fin, p);
                                 send_frame(sink, fin, rsv, opcode, p)?;
                             }
                         }
@@ -194,7 +197,7 @@ fn echo_compressed<S: FrameSink>(
         c.codec
             .on_frame(c.pool, payload, first, text, fin, limits.max_message, None, None)
             .map_err(EchoError::Protocol)?;
-        sink.received(opcode, fin, payload);
+        sink.received(if text { OpCode::Text } else { OpCode::Binary }, fin, payload);
         return send_frame(sink, fin, rsv, opcode, payload).map_err(EchoError::Sink);
     }
     let mut out = std::mem::take(c.scratch);
@@ -211,13 +214,15 @@ fn echo_compressed<S: FrameSink>(
         Some(&mut out),
         small_whole.then_some(&mut plain),
     );
+    let msg_opcode = if text { OpCode::Text } else { OpCode::Binary };
     let result = match r {
         Err(e) => Err(EchoError::Protocol(e)),
         Ok(()) if small_whole && plain.len() < c.min_size => {
+            sink.received(msg_opcode, fin, &plain);
             send_frame(sink, fin, 0, opcode, &plain).map_err(EchoError::Sink)
         }
         Ok(()) => {
-            sink.received(opcode, fin, &out);
+            sink.received(msg_opcode, fin, &out);
             send_frame(sink, fin, rsv, opcode, &out).map_err(EchoError::Sink)
         }
     };

@@ -68,6 +68,13 @@ pub struct UpgradePolicy {
 pub struct RequestScanner {
     /// Bytes already searched for the terminator.
     scanned: usize,
+    /// A timestamp the caller keeps with the request; the scanner never
+    /// reads it. The reactor stores when it accepted the connection (in
+    /// nanoseconds since its clock started), for the handshake latency
+    /// metric, here rather than in the connection: this state exists only
+    /// while handshaking, and it fits in the room the Open phase's session
+    /// takes anyway.
+    pub started: u64,
 }
 
 /// 431 for a head that grows past the limits.

@@ -125,6 +125,12 @@ impl Session {
         self.stream_left > 0
     }
 
+    /// Whether the data message in progress (or the last one) is text:
+    /// the opcode of its first frame, which its continuation frames share.
+    pub fn msg_text(&self) -> bool {
+        self.msg_text
+    }
+
     /// Whether the message of the last data frame returned is compressed
     /// (its first frame had RSV1) and, if so, whether it is text.
     pub fn msg_compressed(&self) -> Option<bool> {

@@ -3,9 +3,11 @@
 
 use super::config::Config;
 use super::conn::Conn;
+use super::metrics::ReactorMetrics;
 use super::timers::{DeadlineQueue, TimerWheel};
 use crate::pool::BufPool;
 use crate::proto::deflate::CodecPool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why the reactor dropped a connection: a value, so logs and metrics can
@@ -123,10 +125,8 @@ pub(crate) struct Ctx {
     /// Connections not read because the write-chunk pool is at its cap:
     /// (slab key, id). Given a turn when chunks come back.
     pub(crate) pool_waiters: Vec<(usize, u32)>,
-    /// Complete data messages echoed (for the reactor's summary line).
-    pub(crate) echoed_messages: u64,
-    /// Payload bytes of data frames echoed (for the summary line).
-    pub(crate) echoed_bytes: u64,
+    /// This reactor's metric cells (read by the metrics thread).
+    pub(crate) metrics: Arc<ReactorMetrics>,
 }
 
 impl Ctx {
@@ -157,10 +157,15 @@ impl Ctx {
             held_bytes: 0,
             work: 0,
             pool_waiters: Vec::new(),
-            echoed_messages: 0,
-            echoed_bytes: 0,
+            metrics: Arc::default(),
             cfg,
         }
+    }
+
+    /// `now` in nanoseconds since the reactor's clock started (for the
+    /// handshake latency).
+    pub(crate) fn clock_ns(&self) -> u64 {
+        self.now.saturating_duration_since(self.wheel_epoch).as_nanos().min(u64::MAX as u128) as u64
     }
 
     /// Advance the clock.

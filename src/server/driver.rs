@@ -130,6 +130,7 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
 fn pause<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) {
     conn.read_paused = true;
     conn.paused_at = ctx.tick;
+    ctx.metrics.backpressure_pauses.add(1);
     let deadline = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
     ctx.arm(conn, key, deadline);
 }

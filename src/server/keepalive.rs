@@ -41,6 +41,7 @@ pub(crate) fn check_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: u
             if !conn.ping_sent {
                 log::debug!("conn {}: idle, sending ping", conn.id);
                 conn.ping_sent = true;
+                ctx.metrics.pings.add(1);
                 if send_control(conn, ctx, OpCode::Ping, b"").is_err() {
                     return Fate::Drop(DropReason::WriteError);
                 }

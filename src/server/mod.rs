@@ -37,6 +37,8 @@
 //!  output.rs      bytes out: cork, queue, flush, Closing transitions
 //!  ctx.rs         Ctx, Fate, DropReason, ReadMode: what handlers borrow and answer
 //!  config.rs      Config: every setting with its default
+//!  admin.rs       the metrics listener: /metrics, /healthz (its own thread)
+//!  metrics.rs     per-reactor metric cells; the Prometheus collector over them
 //!  sys.rs         listener sockets (socket2) and the file limit (rlimit)
 //!  conn.rs io.rs timers.rs   a connection's state (generic over its Transport), the syscalls, deadlines
 //! ```
@@ -44,12 +46,14 @@
 //! `testing.rs` (hidden) runs one connection through the same code over an
 //! in-memory stream, for the `reactor_driver` fuzz target.
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 mod ctx;
 mod driver;
 pub mod io;
 mod keepalive;
+pub mod metrics;
 mod open;
 mod output;
 mod reactor;
@@ -61,8 +65,10 @@ pub mod testing;
 pub mod timers;
 mod upgrade;
 
+pub use admin::{AdminServer, Health};
 pub use config::Config;
 pub use ctx::DropReason;
+pub use metrics::{BuildInfo, Metrics};
 pub use reactor::{Server, ShutdownHandle};
 pub use runtime::{default_threads, Runtime, RuntimeOptions};
 pub use stats::{ReactorStats, SUMMARY_EVERY};

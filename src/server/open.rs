@@ -48,10 +48,13 @@ pub(crate) fn echo_frames<S: Transport>(
     match echoed.end {
         None => {}
         Some(EchoEnd::PeerClosed(code)) => {
+            ctx.metrics.close_sent(code);
             log::debug!("conn {id}: close from peer ({}), replied", code.map_or(1005, |c| c.0));
             enter_closing(conn, ctx, key, CloseKind::Answered);
         }
         Some(EchoEnd::Failed(e)) => {
+            ctx.metrics.close_sent(Some(e.close_code()));
+            ctx.metrics.protocol_error(e.close_code());
             log::debug!("conn {id}: {e}; closing with {}", e.close_code().0);
             enter_closing(conn, ctx, key, CloseKind::Discard);
         }

@@ -4,6 +4,7 @@
 use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, DropReason, Fate};
 use super::io::{self, IoStep};
+use super::metrics::{phase_index, PHASE_CLOSING};
 use crate::pool::OutQueue;
 use crate::proto::echo::{self, FrameSink};
 use crate::proto::frame::OpCode;
@@ -43,9 +44,8 @@ impl<S: Transport> FrameSink for ConnSink<'_, S> {
         send(self.stream, self.out, self.ctx, header, payload)
     }
 
-    fn received(&mut self, _opcode: OpCode, fin: bool, payload: &[u8]) {
-        self.ctx.echoed_messages += u64::from(fin);
-        self.ctx.echoed_bytes += payload.len() as u64;
+    fn received(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.ctx.metrics.echoed(opcode == OpCode::Binary, fin, payload.len());
         if fin && log::log_enabled!(log::Level::Debug) {
             let shown = String::from_utf8_lossy(&payload[..payload.len().min(256)]);
             log::debug!("conn {}: recv: {shown}", self.id);
@@ -157,6 +157,7 @@ pub(crate) fn send_control<S: Transport>(
 
 /// Send a Close frame with `code`.
 pub(crate) fn send_close<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, code: CloseCode) -> std::io::Result<()> {
+    ctx.metrics.close_sent(Some(code));
     send_control(conn, ctx, OpCode::Close, &code.0.to_be_bytes())
 }
 
@@ -165,7 +166,9 @@ pub(crate) fn send_close<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, code: 
 pub(crate) fn enter_closing<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, kind: CloseKind) {
     let linger = kind != CloseKind::Answered;
     let closing = Phase::Closing { linger, write_shut: false, session: None };
-    let session = match std::mem::replace(&mut conn.phase, closing) {
+    let old = std::mem::replace(&mut conn.phase, closing);
+    ctx.metrics.phase_change(Some(phase_index(&old)), Some(PHASE_CLOSING));
+    let session = match old {
         Phase::Open(s) if kind == CloseKind::AwaitPeerClose => Some(s),
         _ => None,
     };

@@ -10,6 +10,7 @@ use super::conn::{Conn, Phase};
 use super::ctx::{Ctx, DropReason, Fate, ReadMode};
 use super::driver::{read_conn, timer_turn, turn};
 use super::io;
+use super::metrics::{phase_index, BuildInfo, Metrics, ReactorMetrics, PHASE_HANDSHAKING};
 use super::output::{after_output, enter_closing, send_close, CloseKind};
 use super::stats::{ReactorCounters, ReactorStats, Tally, SUMMARY_EVERY};
 use super::sys::{self, ListenOptions};
@@ -52,6 +53,11 @@ impl ShutdownHandle {
     /// A handle that stops every reactor whose waker is given.
     pub(crate) fn new(shared: Arc<Shared>, wakers: Vec<Arc<Waker>>) -> ShutdownHandle {
         ShutdownHandle { shared, wakers }
+    }
+
+    /// Connections open now across the reactors this handle stops.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
     }
 
     /// Stop accepting, send Close 1001 to every open connection, wait up to
@@ -135,6 +141,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let now = Instant::now();
         let ctx = Ctx::new(cfg, now);
+        ctx.metrics.pool_cap.set(ctx.cfg.max_pool_bytes as u64);
+        ctx.metrics.held_cap.set(ctx.cfg.max_held_input as u64);
+        ctx.metrics.inflaters_cap.set(ctx.cfg.max_inflaters as u64);
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -175,6 +184,18 @@ impl Server {
     /// Where this reactor publishes its counts.
     pub(crate) fn counters(&self) -> Arc<ReactorCounters> {
         self.counters.clone()
+    }
+
+    /// This reactor's metric cells.
+    pub(crate) fn metric_cells(&self) -> Arc<ReactorMetrics> {
+        self.ctx.metrics.clone()
+    }
+
+    /// This reactor's metrics, for an [`AdminServer`](super::AdminServer)
+    /// (a [`Runtime`](super::Runtime) has [`metrics`](super::Runtime::metrics)
+    /// for all of its reactors).
+    pub fn metrics(&self, build: BuildInfo) -> Metrics {
+        Metrics::new(vec![self.metric_cells()], build)
     }
 
     /// Connections accepted so far and open now, as last published.
@@ -237,6 +258,7 @@ impl Server {
             self.wake_pool_waiters();
             self.expire_timers();
             self.summarize();
+            self.publish_gauges();
             if let Some(deadline) = self.drain_deadline {
                 if self.conns.is_empty() || self.ctx.now >= deadline {
                     self.summary_due = Some(self.ctx.now);
@@ -253,8 +275,8 @@ impl Server {
         if !log::log_enabled!(log::Level::Info) {
             return;
         }
-        self.tally.messages = self.ctx.echoed_messages;
-        self.tally.bytes = self.ctx.echoed_bytes;
+        self.tally.messages = self.ctx.metrics.messages_total();
+        self.tally.bytes = self.ctx.metrics.bytes_total();
         if self.tally == self.reported {
             self.summary_due = None;
             return;
@@ -268,6 +290,15 @@ impl Server {
             self.reported_at = now;
             self.summary_due = None;
         }
+    }
+
+    /// Publish the gauges that change all over the reactor (a few relaxed
+    /// stores per wakeup, none per message).
+    fn publish_gauges(&self) {
+        let (m, ctx) = (&self.ctx.metrics, &self.ctx);
+        m.pool_bytes.set(ctx.pool_bytes() as u64);
+        m.held_bytes.set(ctx.held_bytes as u64);
+        m.inflaters.set(ctx.codecs.inflaters_in_use() as u64);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -304,6 +335,7 @@ impl Server {
                         log::warn!("{peer}: over max-connections ({max}), answering 503");
                         refuse(stream, b"server at connection limit\n");
                         self.tally.refused += 1;
+                        self.ctx.metrics.refused.add(1);
                         continue;
                     }
                     let mut stream = stream;
@@ -329,9 +361,14 @@ impl Server {
                     }
                     let id = self.next_id;
                     self.next_id = self.next_id.wrapping_add(1);
-                    entry.insert(Conn::new(stream, id));
+                    let conn = entry.insert(Conn::new(stream, id));
+                    if let Phase::Handshaking(scanner) = &mut conn.phase {
+                        scanner.started = self.ctx.clock_ns();
+                    }
                     self.ctx.handshake_timers.push(self.ctx.now, key, id);
                     self.tally.accepted += 1;
+                    self.ctx.metrics.accepted.add(1);
+                    self.ctx.metrics.phase_change(None, Some(PHASE_HANDSHAKING));
                     self.counters.publish(self.tally.accepted, self.conns.len());
                     log::debug!("conn {id}: accepted from {peer}");
                 }
@@ -401,6 +438,8 @@ impl Server {
             log::debug!("conn {}: closed ({})", c.id, why.as_str());
             self.shared.open.fetch_sub(1, Ordering::Relaxed);
             self.tally.count_close(why);
+            self.ctx.metrics.closed[why as usize].add(1);
+            self.ctx.metrics.phase_change(Some(phase_index(&c.phase)), None);
             self.counters.publish(self.tally.accepted, self.conns.len());
             c.out.clear(&mut self.ctx.pool);
             self.ctx.set_inbuf(&mut c, &[]);
@@ -463,6 +502,7 @@ impl Server {
                     Ok((stream, _)) => {
                         refuse(stream, b"server shutting down\n");
                         self.tally.refused += 1;
+                        self.ctx.metrics.refused.add(1);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => break, // WouldBlock: the queue is empty

@@ -13,6 +13,7 @@
 //! ```
 
 use super::config::Config;
+use super::metrics::{BuildInfo, Metrics, ReactorMetrics};
 use super::reactor::{Server, Shared, ShutdownHandle};
 use super::stats::{ReactorCounters, ReactorStats};
 use super::sys::{self, ListenOptions};
@@ -61,6 +62,7 @@ pub struct Runtime {
 struct Reactor {
     thread: JoinHandle<io::Result<()>>,
     counters: Arc<ReactorCounters>,
+    metrics: Arc<ReactorMetrics>,
 }
 
 impl Runtime {
@@ -96,6 +98,7 @@ impl Runtime {
         let mut reactors = Vec::with_capacity(n);
         for (i, server) in servers.into_iter().enumerate() {
             let counters = server.counters();
+            let metrics = server.metric_cells();
             let cpu = cpus.get(i % cpus.len().max(1)).copied();
             let stop = StopOnPanic(handle.clone());
             let spawned = std::thread::Builder::new().name(format!("r{i}")).spawn(move || {
@@ -114,7 +117,7 @@ impl Runtime {
                 result
             });
             match spawned {
-                Ok(thread) => reactors.push(Reactor { thread, counters }),
+                Ok(thread) => reactors.push(Reactor { thread, counters, metrics }),
                 Err(e) => {
                     handle.shutdown();
                     for r in reactors {
@@ -145,6 +148,12 @@ impl Runtime {
     /// Each reactor's counts, in reactor order (`r0` first).
     pub fn stats(&self) -> Vec<ReactorStats> {
         self.reactors.iter().map(|r| r.counters.snapshot()).collect()
+    }
+
+    /// The metrics of every reactor, summed when scraped (serve them with an
+    /// [`AdminServer`](super::AdminServer)).
+    pub fn metrics(&self, build: BuildInfo) -> Metrics {
+        Metrics::new(self.reactors.iter().map(|r| r.metrics.clone()).collect(), build)
     }
 
     /// Wait for every reactor to finish (after a shutdown, once drained).

@@ -3,6 +3,7 @@
 
 use super::conn::{Conn, Phase, Transport};
 use super::ctx::{Ctx, Fate};
+use super::metrics::{PHASE_HANDSHAKING, PHASE_OPEN};
 use super::output::{enter_closing, CloseKind};
 use crate::proto::deflate::PmdCodec;
 use crate::proto::frame::RSV1;
@@ -24,6 +25,7 @@ pub(crate) fn handshake_input<S: Transport>(
     let Phase::Handshaking(scanner) = &mut conn.phase else {
         return (0, Fate::Keep);
     };
+    let started = scanner.started;
     let limits = ctx.cfg.limits;
     let head = match scanner.feed(buf, &limits) {
         Ok(None) => return (0, Fate::Keep),
@@ -48,6 +50,8 @@ pub(crate) fn handshake_input<S: Transport>(
                 conn.pmd = Some(Box::new(PmdCodec::new(agreed)));
             }
             conn.set_phase(Phase::Open(session));
+            ctx.metrics.phase_change(Some(PHASE_HANDSHAKING), Some(PHASE_OPEN));
+            ctx.metrics.handshake(ctx.clock_ns().saturating_sub(started) / 1000);
             conn.last_seen = ctx.tick;
             if let Some(idle) = ctx.cfg.idle_timeout {
                 let at = ctx.tick.saturating_add(Ctx::ticks(idle));
@@ -71,6 +75,7 @@ pub(crate) fn reject_busy<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: 
 /// Answer the request with an HTTP error and close.
 fn reject<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize, err: &HandshakeError) {
     log::debug!("conn {}: upgrade rejected: {} {}", conn.id, err.status, err.reason);
+    ctx.metrics.rejected(err.status);
     handshake::write_error(&mut ctx.cork, err);
     enter_closing(conn, ctx, key, CloseKind::Discard);
 }
