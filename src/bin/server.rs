@@ -8,7 +8,7 @@ use std::time::Duration;
 use wsecho::proto::deflate::{CompressionMode, DeflateConfig};
 use wsecho::proto::handshake::{OriginPolicy, UpgradePolicy};
 use wsecho::proto::Limits;
-use wsecho::server::{self, Config, Runtime, RuntimeOptions};
+use wsecho::server::{self, AdminServer, BuildInfo, Config, Health, Runtime, RuntimeOptions};
 
 /// Exit code for a bad flag or environment variable (clap's usage-error code).
 const USAGE_ERROR: i32 = 2;
@@ -82,6 +82,8 @@ const TIMEOUT: Span = Span { zero: None };
 const IDLE: Span = Span { zero: Some("keepalive off") };
 /// `--shutdown-grace`: 0 closes at once without waiting for the peers.
 const GRACE: Span = Span { zero: Some("do not wait") };
+/// `--drain-delay`: 0 starts closing connections as soon as the signal comes.
+const DRAIN_DELAY: Span = Span { zero: Some("close at once") };
 
 /// A lean WebSocket (RFC 6455) echo server: a page at `/`, echo at `/echo`.
 #[derive(Parser, Debug)]
@@ -220,6 +222,15 @@ struct Args {
           value_parser = BACKLOG.parser::<u32>(),
           help = BACKLOG.help("Accept-queue length requested per listener; the kernel caps it at net.core.somaxconn."))]
     backlog: u32,
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET
+    /// /healthz: 200 "ok", 503 "draining" once SIGTERM/SIGINT came) on this
+    /// separate address. Default: off.
+    #[arg(long, env = "WSECHO_METRICS_ADDR", value_name = "HOST:PORT", value_parser = resolve_addr)]
+    metrics_addr: Option<SocketAddr>,
+    #[arg(long, env = "WSECHO_DRAIN_DELAY", value_name = "DURATION", default_value = "0",
+          value_parser = DRAIN_DELAY.parser(),
+          help = DRAIN_DELAY.help("On SIGTERM/SIGINT, keep serving (and accepting) this long with /healthz answering 503, so a load balancer stops sending new connections, before closing them with 1001; a second signal skips the rest."))]
+    drain_delay: Duration,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -500,23 +511,31 @@ fn main() {
         if args.reuse_port || runtime.reactors() > 1 { ", SO_REUSEPORT" } else { "" },
     );
 
-    // First SIGINT/SIGTERM: drain gracefully. Second: exit at once.
+    let health = Health::default();
+    if let Some(maddr) = args.metrics_addr {
+        let build = BuildInfo { threads: runtime.reactors(), compression: compression_name(args.compression) };
+        match AdminServer::start(maddr, runtime.metrics(build), health.clone()) {
+            Ok(admin) => log::info!("metrics on http://{}/metrics, health on /healthz", admin.local_addr()),
+            Err(e) => {
+                eprintln!("wsecho: cannot listen on {maddr} (--metrics-addr): {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    // First SIGINT/SIGTERM: /healthz turns 503, serve on for --drain-delay
+    // (a second signal cuts it short), then drain. Next signal: exit at once.
     let handle = runtime.shutdown_handle();
     match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
         Ok(mut signals) => {
+            let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                let mut seen = 0;
                 for sig in signals.forever() {
-                    seen += 1;
-                    if seen == 1 {
-                        log::info!("signal {sig}: draining (send again to exit at once)");
-                        handle.shutdown();
-                    } else {
-                        log::warn!("second signal: exiting now");
-                        std::process::exit(1);
-                    }
+                    let _ = tx.send(sig);
                 }
             });
+            let delay = args.drain_delay;
+            std::thread::spawn(move || drain_on_signals(&rx, delay, &handle, &health));
         }
         Err(e) => log::warn!("cannot install signal handlers: {e}"),
     }
@@ -525,6 +544,43 @@ fn main() {
         log::error!("reactor failed: {e}");
         std::process::exit(1);
     }
+}
+
+/// The drain, driven by the signals arriving on `rx`: turn unhealthy, wait
+/// `delay` (or until the next signal), close every connection with 1001; a
+/// signal after that exits at once.
+fn drain_on_signals(
+    rx: &std::sync::mpsc::Receiver<i32>,
+    delay: Duration,
+    handle: &server::ShutdownHandle,
+    health: &Health,
+) {
+    let Ok(sig) = rx.recv() else { return };
+    health.set_draining();
+    log::info!("signal {sig}: drain requested; /healthz now answers 503");
+    if !delay.is_zero() {
+        log::info!(
+            "drain delay: serving on for {} with {} connections open, then closing (signal again to skip)",
+            humantime::format_duration(delay),
+            handle.open_connections()
+        );
+        match rx.recv_timeout(delay) {
+            Ok(sig) => log::info!("signal {sig}: skipping the rest of the drain delay"),
+            Err(_) => log::info!("drain delay over"),
+        }
+    }
+    log::info!("draining: closing {} connections with 1001 (signal again to exit at once)", handle.open_connections());
+    handle.shutdown();
+    if rx.recv().is_ok() {
+        log::warn!("another signal: exiting now");
+        std::process::exit(1);
+    }
+}
+
+/// `--compression` as it is spelled on the command line.
+fn compression_name(c: Compression) -> String {
+    use clap::ValueEnum;
+    c.to_possible_value().map_or_else(String::new, |v| v.get_name().to_owned())
 }
 
 #[cfg(test)]
