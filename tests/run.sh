@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh Debian 12 machine:
 #   bash tests/run.sh
-# Installs what the end-to-end suites need (Debian's chromium, the npm
+# Installs what the end-to-end suites need (Debian's chromium and prometheus, the npm
 # modules, the Autobahn TestSuite in a cached Python 2.7 virtualenv), builds
 # the release binaries, then runs every test — unit, integration over real
 # sockets, headless-browser and Autobahn — with cargo-nextest. The last line
@@ -23,6 +23,14 @@ if [ ! -x /usr/bin/chromium ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q chromium >/dev/null
+fi
+
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  log "installing Debian's prometheus (prometheus and promtool, for tests/metrics.rs)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q prometheus >/dev/null
 fi
 
 log "setting up the Autobahn TestSuite"

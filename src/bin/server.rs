@@ -560,7 +560,7 @@ fn drain_on_signals(
     log::info!("signal {sig}: drain requested; /healthz now answers 503");
     if !delay.is_zero() {
         log::info!(
-            "drain delay: serving on for {} with {} connections open, then closing (signal again to skip)",
+            "drain delay: serving on for {}, {} connection(s) open; then closing (signal again to skip)",
             humantime::format_duration(delay),
             handle.open_connections()
         );
