@@ -465,3 +465,22 @@ fn issue_12_a_real_prometheus_scrapes_us_and_reads_the_echo_counter_back() {
     assert_eq!(prom.query("up{job=\"wsecho\"}"), Some(1.0));
     assert_eq!(prom.query("sum(wsecho_connections_accepted_total)"), Some(conns as f64));
 }
+
+#[test]
+fn issue_12_a_client_that_never_reads_shows_as_a_backpressure_pause_and_pool_bytes() {
+    let server = Wsecho::start(&["--threads", "1"]);
+    let mut hog = upgraded_to(server.addr);
+    hog.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    let before = server.scrape();
+    assert_eq!(before.get("wsecho_backpressure_pauses_total"), 0.0);
+    assert_eq!(before.get("wsecho_write_pool_bytes"), 0.0);
+    // Push echoes until the kernel buffers are full and the server stops
+    // reading us (our writes time out).
+    let frame = masked_frame(true, OpCode::Binary, &vec![0xAB; 64 * 1024]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && hog.write_all(&frame).is_ok() {}
+    let m = server.scrape();
+    assert!(m.get("wsecho_backpressure_pauses_total") >= 1.0, "no pause counted");
+    assert!(m.get("wsecho_write_pool_bytes") > 0.0, "the backlog holds no pool chunk");
+    assert_eq!(m.get("wsecho_connections{phase=\"open\"}"), 1.0);
+}
