@@ -10,6 +10,8 @@
 //!                                               │  reactor → driver → upgrade/open/keepalive
 //!                                               │  → output → ctx → config/sys/conn/io/timers
 //!                     pool (shared write chunks)┤
+//!  server::AdminServer (--metrics-addr) ──► /metrics: sums each reactor's metric cells
+//!                                            /healthz: 200, or 503 once draining
 //!                                               ▼
 //!  proto/ (sans-I/O): handshake · frame · mask · utf8 · close · session · echo · deflate
 //! ```
