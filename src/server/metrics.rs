@@ -1,7 +1,7 @@
 //! Prometheus metrics: what each reactor counts, and how the counts of all
 //! reactors are exposed.
 //!
-//! Each reactor owns one [`ReactorMetrics`]: plain 64-bit cells that only
+//! Each reactor owns one `ReactorMetrics`: plain 64-bit cells that only
 //! that reactor writes (a relaxed load and store — no read-modify-write, no
 //! lock, no shared cache line with another reactor) and that the metrics
 //! thread reads at scrape time. The hot echo path adds to two cells per data
