@@ -78,6 +78,21 @@ impl Wsecho {
         Samples::parse(&body)
     }
 
+    /// Scrape until sample `key` reads `want` (a gauge published at the end
+    /// of a reactor wakeup); panics after 5 s.
+    fn scrape_until(&self, key: &str, want: f64) -> Samples {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self.scrape();
+            let got = s.get(key);
+            if got == want {
+                return s;
+            }
+            assert!(Instant::now() < end, "{key} is {got}, not {want}, after 5 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Scrape until every connection is gone (closes finish asynchronously).
     fn scrape_when_idle(&self) -> Samples {
         let end = Instant::now() + Duration::from_secs(10);
@@ -483,4 +498,52 @@ fn issue_12_a_client_that_never_reads_shows_as_a_backpressure_pause_and_pool_byt
     assert!(m.get("wsecho_backpressure_pauses_total") >= 1.0, "no pause counted");
     assert!(m.get("wsecho_write_pool_bytes") > 0.0, "the backlog holds no pool chunk");
     assert_eq!(m.get("wsecho_connections{phase=\"open\"}"), 1.0);
+}
+
+#[test]
+fn issue_12_fragmented_messages_count_under_their_first_frames_opcode_and_hold_an_inflater_while_compressed() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let server = Wsecho::start(&["--threads", "1"]);
+    let mut s = common::raw_to(server.addr);
+    s.write_all(
+        b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    )
+    .unwrap();
+    let head = common::read_head(&mut s);
+    assert!(head.contains("permessage-deflate"), "{head}");
+    let text = b"hello hello hello hello";
+    let mut deflated = Vec::with_capacity(256);
+    Compress::new(Compression::default(), false).compress_vec(text, &mut deflated, FlushCompress::Sync).unwrap();
+    assert!(deflated.ends_with(&[0, 0, 0xff, 0xff]));
+    deflated.truncate(deflated.len() - 4);
+    // First fragment (RSV1: compressed, no FIN): an inflater is lent until
+    // the message ends.
+    let mut first = Vec::new();
+    wsecho::proto::frame::write_frame(&mut first, false, 0x40, OpCode::Text, Some([1, 2, 3, 4]), &deflated);
+    s.write_all(&first).unwrap();
+    let (fin, op, _) = common::read_frame_rsv(&mut s, 0x40);
+    assert!(!fin && op == OpCode::Text);
+    // Gauges are published at the end of the reactor's wakeup, which may
+    // come a moment after the echo reached us.
+    let mid = server.scrape_until("wsecho_inflaters", 1.0);
+    assert_eq!(mid.get("wsecho_messages_echoed_total{opcode=\"text\"}"), 0.0);
+    // The last fragment, a continuation: the message counts as text.
+    s.write_all(&masked_frame(true, OpCode::Continuation, b"")).unwrap();
+    let (fin, op, _) = common::read_frame_rsv(&mut s, 0x40);
+    assert!(fin && op == OpCode::Continuation);
+    let done = server.scrape_until("wsecho_inflaters", 0.0);
+    assert_eq!(done.get("wsecho_messages_echoed_total{opcode=\"text\"}"), 1.0);
+    assert_eq!(done.get("wsecho_messages_echoed_total{opcode=\"binary\"}"), 0.0);
+    // An uncompressed fragmented binary message: its continuation's bytes
+    // count as binary too.
+    s.write_all(&masked_frame(false, OpCode::Binary, b"ab")).unwrap();
+    s.write_all(&masked_frame(true, OpCode::Continuation, b"cde")).unwrap();
+    assert_eq!(common::read_frame(&mut s), (false, OpCode::Binary, b"ab".to_vec()));
+    assert_eq!(common::read_frame(&mut s), (true, OpCode::Continuation, b"cde".to_vec()));
+    let last = server.scrape();
+    assert_eq!(last.get("wsecho_messages_echoed_total{opcode=\"binary\"}"), 1.0);
+    assert_eq!(last.get("wsecho_echoed_bytes_total{opcode=\"binary\"}"), 5.0);
+    assert_eq!(last.get("wsecho_messages_echoed_total{opcode=\"text\"}"), 1.0);
 }
