@@ -306,16 +306,34 @@ fn issue_12_metrics_listener_serves_only_metrics_and_healthz_and_bounds_requests
     let filler = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(wsecho::server::admin::MAX_REQUEST_HEAD));
     big.write_all(filler.as_bytes()).unwrap();
     assert!(read_to_end(&mut big).starts_with("HTTP/1.1 431"));
-    // A silent client is dropped after the request timeout; then scrapes go on.
+    // A silent client does not hold up a health check, and is dropped after
+    // the request timeout.
     let mut silent = TcpStream::connect(server.metrics).unwrap();
     silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let t = Instant::now();
+    assert_eq!(http_get(server.metrics, "/healthz").0, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "health check waited {:?} behind a silent client", t.elapsed());
     let mut b = [0u8; 16];
     let n = silent.read(&mut b).unwrap_or(0);
     assert_eq!(n, 0, "silent client got an answer");
     let waited = t.elapsed();
     assert!(waited >= wsecho::server::admin::REQUEST_TIMEOUT - Duration::from_millis(100), "{waited:?}");
     assert!(waited < wsecho::server::admin::REQUEST_TIMEOUT + Duration::from_secs(2), "{waited:?}");
+    assert_eq!(http_get(server.metrics, "/healthz").0, 200);
+}
+
+#[test]
+fn issue_12_metrics_listener_closes_clients_past_its_cap_unanswered() {
+    use wsecho::server::admin::{MAX_CLIENTS, REQUEST_TIMEOUT};
+    let server = Wsecho::start(&["--threads", "1"]);
+    let held: Vec<TcpStream> = (0..MAX_CLIENTS).map(|_| TcpStream::connect(server.metrics).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200)); // let the listener take them all
+    let t = Instant::now();
+    let (status, _) = try_http_get(server.metrics, "/healthz").unwrap_or((0, String::new()));
+    assert_eq!(status, 0, "answered past the cap of {MAX_CLIENTS}");
+    assert!(t.elapsed() < REQUEST_TIMEOUT, "not closed at once: {:?}", t.elapsed());
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(http_get(server.metrics, "/healthz").0, 200);
 }
 

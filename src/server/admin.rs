@@ -2,16 +2,17 @@
 //! `GET /healthz` on their own port, served by one small blocking thread so
 //! nothing a scraper or a health checker does can reach the reactors.
 //!
-//! One request per connection (`Connection: close`), one connection at a
-//! time. A client gets at most [`REQUEST_TIMEOUT`] and [`MAX_REQUEST_HEAD`]
-//! bytes to send its request head; a slower or larger one is dropped (a
-//! stuck client can delay the next scrape by that timeout, no more).
+//! One request per connection (`Connection: close`), each connection in a
+//! short-lived thread of its own, at most [`MAX_CLIENTS`] at once (more are
+//! closed unanswered), so a stuck client cannot hold up a health check. A
+//! client gets at most [`REQUEST_TIMEOUT`] and [`MAX_REQUEST_HEAD`] bytes to
+//! send its request head; a slower or larger one is dropped.
 
 use super::metrics::{Metrics, CONTENT_TYPE};
 use crate::proto::handshake::write_response;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,11 @@ pub const MAX_REQUEST_HEAD: usize = 4096;
 
 /// Time a client has to send its request head (and to take our answer).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most connections served at once (a scraper and a few health checkers
+/// need one or two each); past it new ones are closed at once. Each costs a
+/// thread for at most [`REQUEST_TIMEOUT`] (twice: reading, then writing).
+pub const MAX_CLIENTS: usize = 16;
 
 /// Whether the process is serving or draining, as `/healthz` reports it.
 /// Cheap to clone; any thread may read or set it.
@@ -55,12 +61,26 @@ impl AdminServer {
     pub fn start(addr: SocketAddr, metrics: Metrics, health: Health) -> io::Result<AdminServer> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
+        let active = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new().name("metrics".into()).spawn(move || {
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) => {
-                        if let Err(e) = serve(s, &metrics, &health) {
-                            log::debug!("metrics listener: {e}");
+                        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                            active.fetch_sub(1, Ordering::SeqCst);
+                            log::debug!("metrics listener: {MAX_CLIENTS} clients already, closing a new one");
+                            continue;
+                        }
+                        let (metrics, health, done) = (metrics.clone(), health.clone(), active.clone());
+                        let spawned = std::thread::Builder::new().name("metrics-client".into()).spawn(move || {
+                            if let Err(e) = serve(s, &metrics, &health) {
+                                log::debug!("metrics listener: {e}");
+                            }
+                            done.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        if let Err(e) = spawned {
+                            log::warn!("metrics listener: cannot start a thread: {e}");
+                            active.fetch_sub(1, Ordering::SeqCst);
                         }
                     }
                     Err(e) => {
