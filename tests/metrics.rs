@@ -565,3 +565,15 @@ fn issue_12_fragmented_messages_count_under_their_first_frames_opcode_and_hold_a
     assert_eq!(last.get("wsecho_echoed_bytes_total{opcode=\"binary\"}"), 5.0);
     assert_eq!(last.get("wsecho_messages_echoed_total{opcode=\"text\"}"), 1.0);
 }
+
+#[test]
+fn issue_12_sigterm_as_soon_as_the_addresses_are_logged_drains_rather_than_kills() {
+    // The handlers are installed before anything is logged: a balancer or
+    // test that signals at once gets a drain (exit 0), not death by SIGTERM.
+    for _ in 0..5 {
+        let mut server = Wsecho::start(&["--threads", "1"]);
+        common::signal(server.child.id(), "TERM");
+        let st = server.wait_exit(Duration::from_secs(10));
+        assert_eq!(st.code(), Some(0), "{st}");
+    }
+}

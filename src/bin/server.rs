@@ -437,6 +437,9 @@ fn init_logging() {
 fn main() {
     init_logging();
     let args = parse_args();
+    // Catch SIGINT/SIGTERM before anything is announced: a signal sent as
+    // soon as the listening line appears is queued, not fatal.
+    let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]);
 
     match server::raise_fd_limit() {
         Ok((soft, hard)) => log::info!("open-file limit: {soft} (hard {hard})"),
@@ -526,7 +529,7 @@ fn main() {
     // First SIGINT/SIGTERM: /healthz turns 503, serve on for --drain-delay
     // (a second signal cuts it short), then drain. Next signal: exit at once.
     let handle = runtime.shutdown_handle();
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+    match signals {
         Ok(mut signals) => {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
