@@ -104,7 +104,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// HAProxy running deploy/haproxy.cfg unchanged, its addresses from the
 /// environment.
 struct Haproxy {
-    _proc: Balancer,
+    proc: Balancer,
     stats: String,
 }
 
@@ -122,7 +122,7 @@ impl Haproxy {
             cmd.env(format!("WSECHO_S{}", i + 1), format!("{h}:{port}"));
         }
         let proc = spawn_logged(&mut cmd, dir.join("haproxy.log"));
-        Haproxy { _proc: proc, stats }
+        Haproxy { proc, stats }
     }
 
     /// Server name → HAProxy's status for it (`UP`, `DOWN`, `UP 1/2`, ...),
@@ -239,8 +239,16 @@ fn haproxy_rolling_restart_every_drained_connection_gets_1001_and_reconnects() {
 
     const CONNS: usize = 3000;
     let json = dir.join("swarm.json");
+    let rss0 = common::pid_rss_bytes(haproxy.proc.child.id());
     let swarm = start_swarm(&format!("ws://{lb}/echo"), CONNS, 40, &json);
     std::thread::sleep(Duration::from_secs(5));
+    let rss1 = common::pid_rss_bytes(haproxy.proc.child.id());
+    println!(
+        "haproxy: VmRSS {} KiB before, {} KiB with {CONNS} WebSockets echoing ({} B per connection)",
+        rss0 / 1024,
+        rss1 / 1024,
+        rss1.saturating_sub(rss0) / CONNS as u64
+    );
     for (i, host) in HOSTS.iter().enumerate() {
         let server = format!("s{}", i + 1);
         let health = format!("{host}:{metrics_port}");
