@@ -273,7 +273,9 @@ fn haproxy_rolling_restart_every_drained_connection_gets_1001_and_reconnects() {
             "{server}: HAProxy saw it down only after {down_after:?}, past --drain-delay"
         );
         stop_instance(&mut fleet[i]);
-        println!("{server}: DOWN in HAProxy {down_after:?} after SIGTERM, exited after {:?}", t0.elapsed());
+        let exited_after = t0.elapsed();
+        println!("{server}: DOWN in HAProxy {down_after:?} after SIGTERM, exited after {exited_after:?}");
+        assert!(exited_after >= Duration::from_secs(DRAIN_DELAY_S), "{server} exited before --drain-delay passed");
         fleet[i] = start_instance(host, port, metrics_port);
         haproxy.wait_for(&server, "UP", |st| st == "UP", Duration::from_secs(20));
     }
