@@ -17,12 +17,20 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
-  log "installing Debian's chromium"
+# The real programs the end-to-end suites drive: Chromium (the page),
+# HAProxy and nginx (tests/balancer.rs), systemd-analyze (the unit file).
+NEED=""
+command -v chromium >/dev/null 2>&1 || NEED="$NEED chromium"
+command -v haproxy >/dev/null 2>&1 || NEED="$NEED haproxy"
+command -v nginx >/dev/null 2>&1 || NEED="$NEED nginx-light"
+command -v systemd-analyze >/dev/null 2>&1 || NEED="$NEED systemd"
+if [ -n "$NEED" ]; then
+  log "installing Debian's$NEED"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q chromium >/dev/null
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -q $NEED >/dev/null
 fi
 
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then

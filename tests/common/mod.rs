@@ -259,11 +259,17 @@ impl ServerProc {
     /// Without `--threads` in ARGS it runs `test_threads()` reactors (like
     /// `TestServer`), not one per CPU.
     pub fn start(args: &[&str]) -> ServerProc {
+        ServerProc::start_on("127.0.0.1:0", args)
+    }
+
+    /// `start` on a given `--addr` (e.g. one of several instances sharing a
+    /// port on distinct 127.0.0.x addresses).
+    pub fn start_on(addr: &str, args: &[&str]) -> ServerProc {
         use std::io::BufRead;
         let threads = test_threads().to_string();
         let default_threads = ["--threads", threads.as_str()];
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--addr", "127.0.0.1:0"])
+            .args(["--addr", addr])
             .args(if args.contains(&"--threads") { &[][..] } else { &default_threads[..] })
             .args(args)
             .env("RUST_LOG", "info")
