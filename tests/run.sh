@@ -18,12 +18,14 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 
 # The real programs the end-to-end suites drive: Chromium (the page),
-# HAProxy and nginx (tests/balancer.rs), systemd-analyze (the unit file).
+# HAProxy and nginx (tests/balancer.rs), systemd-analyze (the unit file),
+# Prometheus and promtool (tests/metrics.rs).
 NEED=""
 command -v chromium >/dev/null 2>&1 || NEED="$NEED chromium"
 command -v haproxy >/dev/null 2>&1 || NEED="$NEED haproxy"
 command -v nginx >/dev/null 2>&1 || NEED="$NEED nginx-light"
 command -v systemd-analyze >/dev/null 2>&1 || NEED="$NEED systemd"
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || NEED="$NEED prometheus"
 if [ -n "$NEED" ]; then
   log "installing Debian's$NEED"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -31,14 +33,6 @@ if [ -n "$NEED" ]; then
   $SUDO apt-get update -q >/dev/null
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -q $NEED >/dev/null
-fi
-
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  log "installing Debian's prometheus (prometheus and promtool, for tests/metrics.rs)"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q prometheus >/dev/null
 fi
 
 log "setting up the Autobahn TestSuite"
