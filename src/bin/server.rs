@@ -4,11 +4,13 @@
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use wsecho::proto::deflate::{CompressionMode, DeflateConfig};
 use wsecho::proto::handshake::{OriginPolicy, UpgradePolicy};
 use wsecho::proto::Limits;
-use wsecho::server::{self, Config, Runtime, RuntimeOptions};
+use wsecho::server::{self, tls, Config, Runtime, RuntimeOptions};
 
 /// Exit code for a bad flag or environment variable (clap's usage-error code).
 const USAGE_ERROR: i32 = 2;
@@ -220,6 +222,21 @@ struct Args {
           value_parser = BACKLOG.parser::<u32>(),
           help = BACKLOG.help("Accept-queue length requested per listener; the kernel caps it at net.core.somaxconn."))]
     backlog: u32,
+    /// PEM certificate chain (leaf first) to serve https:// and wss:// with;
+    /// needs --tls-key. --addr then serves TLS, unless --tls-addr is given.
+    #[arg(long, env = "WSECHO_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "WSECHO_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a throw-away certificate for localhost, 127.0.0.1 and
+    /// ::1 made at start; its SHA-256 fingerprint is logged. For trying out.
+    #[arg(long, env = "WSECHO_TLS_SELF_SIGNED", value_parser = clap::builder::BoolishValueParser::new(),
+          conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+    /// Serve TLS on this address and plain http:// and ws:// on --addr.
+    #[arg(long, env = "WSECHO_TLS_ADDR", value_name = "HOST:PORT", value_parser = resolve_addr)]
+    tls_addr: Option<SocketAddr>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -400,6 +417,9 @@ fn check_combinations(args: &Args) -> Result<(), String> {
     // A read is never larger than the pool's room less two chunks of slack:
     // with a pool of two chunks or less no connection is ever read (not even
     // its upgrade request) and every one times out.
+    if args.tls_addr.is_some() && args.tls_cert.is_none() && !args.tls_self_signed {
+        return Err("--tls-addr needs --tls-cert and --tls-key, or --tls-self-signed".into());
+    }
     let least = args.write_chunk as u64 * POOL_MIN_CHUNKS;
     if (args.max_pool_bytes as u64) < least {
         return Err(format!(
@@ -408,6 +428,26 @@ fn check_combinations(args: &Args) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The TLS config the flags ask for (None: no TLS); exits 2 with a one-line
+/// message naming the file if a certificate or key cannot be used.
+fn tls_config(args: &Args) -> Option<Arc<rustls::ServerConfig>> {
+    let made = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => tls::server_config_from_files(cert, key),
+        _ if args.tls_self_signed => tls::self_signed().map(|s| {
+            log::info!("self-signed certificate for localhost, 127.0.0.1, ::1; SHA-256 fingerprint {}", s.fingerprint);
+            s.config
+        }),
+        _ => return None,
+    };
+    match made {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(USAGE_ERROR);
+        }
+    }
 }
 
 /// Log lines from a reactor thread carry its name (`r0`, `r1`, …) before
@@ -482,7 +522,14 @@ fn main() {
 
     let addr = args.addr;
     let opts = RuntimeOptions { threads: args.threads.unwrap_or_else(server::default_threads), pin: args.pin };
-    let runtime = match Runtime::start(addr, cfg, opts) {
+    let tls = tls_config(&args);
+    let (plain, tls) = match (tls, args.tls_addr) {
+        (Some(config), Some(tls_addr)) => (Some(addr), Some((tls_addr, config))),
+        (Some(config), None) => (None, Some((addr, config))),
+        (None, _) => (Some(addr), None),
+    };
+    let scheme = if plain.is_some() { "http" } else { "https" };
+    let runtime = match Runtime::start_with(plain, tls, cfg, opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("wsecho: cannot listen on {addr}: {e}");
@@ -490,7 +537,7 @@ fn main() {
         }
     };
     log::info!(
-        "listening on http://{} (page at /, echo at /echo): {} reactor{}{}, backlog {} (asked {}){}",
+        "listening on {scheme}://{} (page at /, echo at /echo): {} reactor{}{}, backlog {} (asked {}){}",
         runtime.local_addr(),
         runtime.reactors(),
         if runtime.reactors() == 1 { "" } else { "s" },
@@ -499,6 +546,10 @@ fn main() {
         args.backlog,
         if args.reuse_port || runtime.reactors() > 1 { ", SO_REUSEPORT" } else { "" },
     );
+
+    if let (Some(tls_addr), true) = (runtime.tls_addr(), scheme == "http") {
+        log::info!("listening on https://{tls_addr} (page at /, wss echo at /echo)");
+    }
 
     // First SIGINT/SIGTERM: drain gracefully. Second: exit at once.
     let handle = runtime.shutdown_handle();

@@ -38,6 +38,7 @@
 //!  ctx.rs         Ctx, Fate, DropReason, ReadMode: what handlers borrow and answer
 //!  config.rs      Config: every setting with its default
 //!  sys.rs         listener sockets (socket2) and the file limit (rlimit)
+//!  tls.rs         TlsStream (rustls) and Accept: the listener kinds (plain, TLS)
 //!  conn.rs io.rs timers.rs   a connection's state (generic over its Transport), the syscalls, deadlines
 //! ```
 //!
@@ -59,6 +60,7 @@ pub mod sys;
 #[doc(hidden)]
 pub mod testing;
 pub mod timers;
+pub mod tls;
 mod upgrade;
 
 pub use config::Config;
