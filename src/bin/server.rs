@@ -466,6 +466,8 @@ fn init_logging() {
 fn main() {
     init_logging();
     let args = parse_args();
+    // Certificate trouble is a usage error: report it before anything else.
+    let tls = tls_config(&args);
 
     match server::raise_fd_limit() {
         Ok((soft, hard)) => log::info!("open-file limit: {soft} (hard {hard})"),
@@ -522,7 +524,6 @@ fn main() {
 
     let addr = args.addr;
     let opts = RuntimeOptions { threads: args.threads.unwrap_or_else(server::default_threads), pin: args.pin };
-    let tls = tls_config(&args);
     let (plain, tls) = match (tls, args.tls_addr) {
         (Some(config), Some(tls_addr)) => (Some(addr), Some((tls_addr, config))),
         (Some(config), None) => (None, Some((addr, config))),

@@ -14,6 +14,7 @@
 pub mod address;
 pub mod autobahn;
 pub mod interactive;
+pub mod tls;
 pub mod upgrade;
 
 pub use address::WsUrl;
