@@ -355,3 +355,43 @@ fn issue_13_close_notify_precedes_eof_on_server_initiated_close() {
     assert!(r.is_ok(), "no close_notify before EOF: {r:?}");
     assert!(tls.conn.is_handshaking() || rest.is_empty());
 }
+
+/// Run `wsecho-client ARGS…` to completion (it stops by itself after
+/// `--count`); returns (exit code, stderr).
+fn run_client(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsecho-client"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wsecho-client");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn issue_13_client_wss_with_ca_file_and_refusal_without_it() {
+    let files = CertFiles::new("client");
+    let args = files.args();
+    let server = TlsServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let url = format!("wss://localhost:{}/echo", server.addr.port());
+    let ca = files.cert.to_str().unwrap();
+    let once = ["--count", "1", "--interval", "0.05", "--message", "over wss"];
+    let (code, err) = run_client(&[&["--url", &url, "--ca", ca][..], &once].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("recv: over wss"), "{err}");
+    // The web PKI does not know a self-made certificate.
+    let (code, err) = run_client(&[&["--url", &url][..], &once].concat());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not trusted") && err.contains("--ca"), "{err}");
+}
+
+#[test]
+fn issue_13_client_insecure_accepts_self_signed_with_a_warning() {
+    let server = TlsServer::start(&["--tls-self-signed"]);
+    let url = format!("wss://127.0.0.1:{}/echo", server.addr.port());
+    let (code, err) =
+        run_client(&["--url", &url, "--insecure", "--count", "2", "--interval", "0.05", "--message", "hi"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("--insecure") && err.contains("not verified"), "{err}");
+    assert_eq!(err.matches("recv: hi").count(), 2, "{err}");
+}

@@ -104,3 +104,86 @@ impl ServerCertVerifier for AnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A client TLS connection shared by the reading half (one thread, blocked
+/// in `read` on the socket without holding the lock) and the writing halves.
+#[derive(Debug)]
+pub struct TlsWire {
+    conn: std::sync::Mutex<rustls::ClientConnection>,
+    sock: std::net::TcpStream,
+}
+
+impl TlsWire {
+    /// Run the TLS handshake for `host` over `sock` (blocking, within the
+    /// socket's timeouts). Certificate errors say which name and why.
+    pub fn connect(
+        mut sock: std::net::TcpStream,
+        host: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Arc<TlsWire>> {
+        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+        let mut conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref()) {
+                Some(rustls::Error::InvalidCertificate(why)) => std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("TLS: the server's certificate for {host} is not trusted ({why:?}); use --ca FILE, or --insecure for a test server"),
+                ),
+                _ => e,
+            })?;
+        }
+        Ok(Arc::new(TlsWire { conn: std::sync::Mutex::new(conn), sock }))
+    }
+
+    /// The TCP socket (for timeouts, shutdown).
+    pub fn socket(&self) -> &std::net::TcpStream {
+        &self.sock
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, rustls::ClientConnection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read plaintext: what rustls holds, else ciphertext from the socket
+    /// (read without the lock, so writers are not blocked meanwhile).
+    pub fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Read;
+        let mut cipher = [0u8; 16 * 1024];
+        loop {
+            {
+                let mut conn = self.lock();
+                match conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let n = (&self.sock).read(&mut cipher)?;
+            let mut conn = self.lock();
+            let mut fed = &cipher[..n];
+            loop {
+                conn.read_tls(&mut fed)?; // Ok(0) at EOF is recorded by rustls
+                let state = conn.process_new_packets();
+                while conn.wants_write() {
+                    conn.write_tls(&mut &self.sock)?;
+                }
+                state.map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                if fed.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Encrypt and send all of `buf`.
+    pub fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut conn = self.lock();
+        conn.writer().write_all(buf)?;
+        while conn.wants_write() {
+            conn.write_tls(&mut &self.sock)?;
+        }
+        Ok(())
+    }
+}
