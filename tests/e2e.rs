@@ -33,6 +33,14 @@ fn browser_home_page_in_headless_chromium() {
 }
 
 #[test]
+#[ignore = "needs chromium + playwright-core; run via tests/run.sh"]
+fn browser_home_page_over_https_opens_wss() {
+    // Issue 13: the page over https:// (--tls-self-signed, trusted by this
+    // test's Chromium only) must open wss://, and echo over it.
+    run_script("tests/browser/run.sh", &["--bin", env!("CARGO_BIN_EXE_wsecho"), "--tls"]);
+}
+
+#[test]
 #[ignore = "needs the Autobahn TestSuite; run via tests/run.sh"]
 fn autobahn_fuzzingclient_against_the_server() {
     // Every group, permessage-deflate (12.*, 13.*) included: the fuzzer is
