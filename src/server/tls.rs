@@ -296,12 +296,36 @@ impl TlsStream {
         }
     }
 
+    /// Before encrypting: let rustls send what it has queued (handshake
+    /// messages, a key update) and pass the edge-triggered PeerClosed, so
+    /// the next `process_tls_records(&mut [])` yields `WriteTraffic` if
+    /// writing is possible at all. Plaintext met on the way is kept for the
+    /// next read.
+    fn settle(&mut self) -> io::Result<()> {
+        for _ in 0..16 {
+            match self.step(&mut [])?.1 {
+                Step::NeedMore => return Ok(()),
+                Step::PeerClosed => self.peer_done = true,
+                Step::Copied(plain) => {
+                    let mut all = self.pending_plain.take().map(Vec::from).unwrap_or_default();
+                    all.extend_from_slice(&plain);
+                    self.pending_plain = Some(all.into_boxed_slice());
+                }
+                Step::Data(..) | Step::Again => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Encode our close_notify and send it (best effort for the bytes).
     fn notify_close(&mut self) {
         if self.notified || self.failed || self.tls.is_handshaking() {
             return;
         }
         self.notified = true;
+        if self.settle().is_err() {
+            return;
+        }
         let status = self.tls.process_tls_records(&mut []);
         if let Ok(ConnectionState::WriteTraffic(mut w)) = status.state {
             let mut alert = [0u8; 64];
@@ -439,6 +463,7 @@ impl Write for TlsStream {
     /// earlier record is in the kernel (`WouldBlock` before that).
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.push_out()?;
+        self.settle()?;
         let status = self.tls.process_tls_records(&mut []);
         let mut w = match status.state {
             Ok(ConnectionState::WriteTraffic(w)) => w,
