@@ -176,3 +176,76 @@ fn issue_13_rss_per_idle_wss_connection() {
     assert!(idle > ws, "a TLS connection cannot cost less than a plain one ({idle:.0} vs {ws:.0} B)");
     assert!(hs > 0.0);
 }
+
+/// The server's CPU time so far (user + system), in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the
+    // 14th field of the line, stime the 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ
+}
+
+/// Connect, handshake (TLS and upgrade), one echo, close: `n` times on one
+/// thread; returns the server CPU per connection in microseconds.
+fn cpu_per_conn(what: &str, server: &Proc, n: usize, mut one: impl FnMut()) -> f64 {
+    for _ in 0..20 {
+        one(); // warm-up
+    }
+    let before = cpu_seconds(server.child.id());
+    let start = Instant::now();
+    for _ in 0..n {
+        one();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = cpu_seconds(server.child.id()) - before;
+    let us = cpu * 1e6 / n as f64;
+    println!("{what}: {n} connections in {:.1?}; server CPU {cpu:.2} s: {us:.0} µs per connection", start.elapsed());
+    us
+}
+
+fn echo_once_tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>) {
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    tls.write_all(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut b).unwrap();
+        got.push(b[0]);
+    }
+    tls.write_all(&masked_frame(true, OpCode::Text, b"one message")).unwrap();
+    let mut echo = [0u8; 13];
+    tls.read_exact(&mut echo).unwrap();
+    tls.write_all(&masked_frame(true, OpCode::Close, &1000u16.to_be_bytes())).unwrap();
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+}
+
+#[test]
+#[ignore = "measures server CPU per handshake; run by hand (see the file's doc)"]
+fn issue_13_cpu_per_tls_handshake_full_resumed_and_plain() {
+    let n = (conns() / 4).max(100);
+    let tls = server(&["--tls-self-signed"]);
+    let addr = tls.addr;
+    let full = cpu_per_conn("wss:// full handshake", &tls, n, || {
+        echo_once_tls(addr, client_config(&Trust::Insecure).unwrap())
+    });
+    let shared = client_config(&Trust::Insecure).unwrap();
+    let resumed = cpu_per_conn("wss:// resumed (TLS 1.3 ticket)", &tls, n, || echo_once_tls(addr, shared.clone()));
+    drop(tls);
+    let plain = server(&[]);
+    let addr = plain.addr;
+    let ws = cpu_per_conn("ws:// (no TLS)", &plain, n, || {
+        let mut s = ws_idle(addr);
+        s.write_all(&masked_frame(true, OpCode::Close, &1000u16.to_be_bytes())).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    assert!(full > ws, "a TLS handshake cannot cost less than none ({full:.0} vs {ws:.0} µs)");
+    assert!(resumed < full * 1.5, "resumption should not cost more than a full handshake");
+}
