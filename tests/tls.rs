@@ -191,6 +191,26 @@ fn issue_13_wss_echo_with_self_signed_cert_and_logged_fingerprint() {
 }
 
 #[test]
+fn issue_13_records_straddling_small_reads_echo_whole() {
+    // The smallest read buffer (raised to two records for TLS): a 1 MiB
+    // message arrives as 64 records, and reads end in the middle of one.
+    let server = TlsServer::start(&["--tls-self-signed", "--read-buffer", "4096", "--max-held-frame", "0"]);
+    assert!(server.log().contains("read buffer raised"), "{}", server.log());
+    let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
+    upgrade(&mut tls);
+    let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    tls.write_all(&masked_frame(true, OpCode::Binary, &big)).unwrap();
+    let mut got = Vec::new();
+    while got.len() < big.len() {
+        let (op, p) = read_frame(&mut tls);
+        assert!(matches!(op, OpCode::Binary | OpCode::Continuation), "{op:?}");
+        got.extend_from_slice(&p);
+    }
+    assert!(got == big, "echo differs");
+    echo(&mut tls, "and then a small one");
+}
+
+#[test]
 fn issue_13_wss_echo_with_cert_files_verified_tls13_and_tls12() {
     let files = CertFiles::new("pair");
     let args = files.args();

@@ -86,6 +86,8 @@ impl Runtime {
     /// with the rustls config `tls.1`) and, if `plain` is given, a plain one
     /// there too. Each listener gets `opts.threads` reactors of its own;
     /// `max_connections` and the memory caps hold for all of them together.
+    /// With TLS the read buffer is at least
+    /// [`MIN_READ_BUFFER`](super::tls::MIN_READ_BUFFER).
     pub fn start_with(
         plain: Option<SocketAddr>,
         tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
@@ -94,6 +96,11 @@ impl Runtime {
     ) -> io::Result<Runtime> {
         let n = opts.threads.max(1);
         let groups = usize::from(plain.is_some()) + usize::from(tls.is_some());
+        let mut cfg = cfg;
+        if tls.is_some() && cfg.read_buffer_size < super::tls::MIN_READ_BUFFER {
+            log::info!("read buffer raised to {} bytes for TLS (two records)", super::tls::MIN_READ_BUFFER);
+            cfg.read_buffer_size = super::tls::MIN_READ_BUFFER;
+        }
         let cfg = share(cfg, n * groups.max(1));
         let shared = Arc::new(Shared::default());
         let reserve = cfg.max_connections.min(sys::fd_soft_limit()).div_ceil(n * groups.max(1));

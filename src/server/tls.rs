@@ -50,6 +50,13 @@ use std::sync::Arc;
 /// a connection can hold outside its pooled queue.
 pub const MAX_UNSENT_PLAINTEXT: usize = 16 * 1024;
 
+/// The least read buffer a TLS reactor works with: two whole records
+/// (16 KiB of plaintext plus up to 2 KiB of overhead each), so a read can
+/// always finish the record it holds and start the next.
+/// [`Runtime::start_with`](super::Runtime::start_with) raises
+/// `Config::read_buffer_size` to this when it serves TLS.
+pub const MIN_READ_BUFFER: usize = 2 * (16 * 1024 + 2048 + 5);
+
 /// ALPN protocol offered to browsers: the page and the upgrade are HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
