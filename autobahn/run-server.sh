@@ -3,7 +3,7 @@
 # compare the results with autobahn/expected-server.json.
 #
 #   bash autobahn/run-server.sh [--bin PATH] [--cases '1.*,2.*'] [--exclude '12.*,13.*']
-#                               [--timeout SECONDS] [--write-expected]
+#                               [--timeout SECONDS] [--write-expected] [--tls]
 #
 # Without --bin, builds `cargo build --release --bin wsecho` first.
 # Default selection: all cases except 12.* and 13.* (permessage-deflate); set
@@ -13,6 +13,9 @@
 # Exit status: 0 if the results match the expected file, non-zero otherwise.
 # --write-expected records this run's results into the expected file instead
 # of comparing (review `git diff autobahn/expected-server.json` afterwards).
+# --tls runs the suite over wss:// against `wsecho --tls-self-signed` (the
+# suite's Twisted client does not verify certificates when the spec names no
+# "hostname"); the expected results are the same file.
 #
 # Testing aids (not needed normally):
 #   --server-cmd CMD  start CMD (a shell command; $PORT is the port to listen
@@ -27,7 +30,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-WRITE_EXPECTED=() BIN="" CASES="" EXCLUDE="" EXCLUDE_SET=0 TIMEOUT="" SERVER_CMD="" WS_PATH="/echo"
+WRITE_EXPECTED=() BIN="" CASES="" EXCLUDE="" EXCLUDE_SET=0 TIMEOUT="" SERVER_CMD="" WS_PATH="/echo" SCHEME="ws"
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN="${2:?--bin needs a path}"; shift 2 ;;
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
     --server-cmd) SERVER_CMD="${2:?--server-cmd needs a command}"; shift 2 ;;
     --path) WS_PATH="${2:?--path needs a path}"; shift 2 ;;
     --write-expected) WRITE_EXPECTED=(--write-expected); shift ;;
+    --tls) SCHEME="wss"; shift ;;
     -h|--help) usage ;;
     *) echo "run-server.sh: unknown argument: $1" >&2; usage ;;
   esac
@@ -87,6 +91,7 @@ if [ -n "$SERVER_CMD" ]; then
   (cd "$ROOT" && exec bash -c "exec $SERVER_CMD") >"$SERVER_LOG" 2>&1 &
 else
   read -r -a EXTRA_ARGS <<<"${WSECHO_SERVER_ARGS:-}"
+  if [ "$SCHEME" = wss ]; then EXTRA_ARGS+=(--tls-self-signed); fi
   log "starting server: $BIN --addr 127.0.0.1:$PORT ${EXTRA_ARGS[*]+"${EXTRA_ARGS[*]}"}"
   "$BIN" --addr "127.0.0.1:$PORT" ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} >"$SERVER_LOG" 2>&1 &
 fi
@@ -105,7 +110,7 @@ if ! wait_port "$PORT" "$SERVER_PID" 10; then
 fi
 log "server listening on 127.0.0.1:$PORT (log: ${SERVER_LOG#$ROOT/})"
 
-URL="ws://127.0.0.1:$PORT$WS_PATH"
+URL="$SCHEME://127.0.0.1:$PORT$WS_PATH"
 python3 - "$SPEC" "$REPORTS/servers" "$URL" "$(patterns_json "$CASES")" "$(patterns_json "$EXCLUDE")" <<'EOF'
 import json, sys
 spec, outdir, url, cases, exclude = sys.argv[1:]

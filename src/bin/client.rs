@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 use wsecho::client::autobahn::{self, AutobahnError};
 use wsecho::client::interactive::{self, Event, Outcome, Settings};
+use wsecho::client::tls::Trust;
 use wsecho::client::{connect_error, Client, ClientOptions};
 
 /// Normal end.
@@ -36,7 +37,7 @@ struct Args {
     /// Server address; connects to ws://ADDR/echo.
     #[arg(long, default_value = "localhost:8080")]
     addr: String,
-    /// Full URL, ws://host[:port][/path]; overrides --addr.
+    /// Full URL, ws://host[:port][/path] or wss://…; overrides --addr.
     #[arg(long)]
     url: Option<String>,
     /// Seconds between messages (fractions allowed).
@@ -68,6 +69,14 @@ struct Args {
     /// are sent compressed.
     #[arg(long)]
     compress: bool,
+    /// For wss://: trust only the CA certificate(s) in this PEM file (e.g. a
+    /// test server's own certificate) instead of the web PKI's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<std::path::PathBuf>,
+    /// For wss://: accept any certificate (a throw-away self-signed test
+    /// server); the connection is encrypted but the server is not verified.
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -80,7 +89,16 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    let trust = match (&args.ca, args.insecure) {
+        (Some(ca), _) => Trust::CaFile(ca.clone()),
+        (None, true) => {
+            log::warn!("--insecure: the server's TLS certificate is not verified (anyone can pose as it)");
+            Trust::Insecure
+        }
+        (None, false) => Trust::WebPki,
+    };
     let opts = ClientOptions {
+        trust,
         protocols: args.subprotocols.clone(),
         timeout: Duration::from_secs_f64(args.connect_timeout),
         compress: args.compress,

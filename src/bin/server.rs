@@ -4,11 +4,13 @@
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use wsecho::proto::deflate::{CompressionMode, DeflateConfig};
 use wsecho::proto::handshake::{OriginPolicy, UpgradePolicy};
 use wsecho::proto::Limits;
-use wsecho::server::{self, AdminServer, BuildInfo, Config, Health, Runtime, RuntimeOptions};
+use wsecho::server::{self, tls, AdminServer, BuildInfo, Config, Health, Runtime, RuntimeOptions};
 
 /// Exit code for a bad flag or environment variable (clap's usage-error code).
 const USAGE_ERROR: i32 = 2;
@@ -231,6 +233,21 @@ struct Args {
           value_parser = DRAIN_DELAY.parser(),
           help = DRAIN_DELAY.help("On SIGTERM/SIGINT, keep serving (and accepting) this long with /healthz answering 503, so a load balancer stops sending new connections, before closing them with 1001; a second signal skips the rest."))]
     drain_delay: Duration,
+    /// PEM certificate chain (leaf first) to serve https:// and wss:// with;
+    /// needs --tls-key. --addr then serves TLS, unless --tls-addr is given.
+    #[arg(long, env = "WSECHO_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "WSECHO_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a throw-away certificate for localhost, 127.0.0.1 and
+    /// ::1 made at start; its SHA-256 fingerprint is logged. For trying out.
+    #[arg(long, env = "WSECHO_TLS_SELF_SIGNED", value_parser = clap::builder::BoolishValueParser::new(),
+          conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+    /// Serve TLS on this address and plain http:// and ws:// on --addr.
+    #[arg(long, env = "WSECHO_TLS_ADDR", value_name = "HOST:PORT", value_parser = resolve_addr)]
+    tls_addr: Option<SocketAddr>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -411,6 +428,9 @@ fn check_combinations(args: &Args) -> Result<(), String> {
     // A read is never larger than the pool's room less two chunks of slack:
     // with a pool of two chunks or less no connection is ever read (not even
     // its upgrade request) and every one times out.
+    if args.tls_addr.is_some() && args.tls_cert.is_none() && !args.tls_self_signed {
+        return Err("--tls-addr needs --tls-cert and --tls-key, or --tls-self-signed".into());
+    }
     let least = args.write_chunk as u64 * POOL_MIN_CHUNKS;
     if (args.max_pool_bytes as u64) < least {
         return Err(format!(
@@ -419,6 +439,26 @@ fn check_combinations(args: &Args) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The TLS config the flags ask for (None: no TLS); exits 2 with a one-line
+/// message naming the file if a certificate or key cannot be used.
+fn tls_config(args: &Args) -> Option<Arc<rustls::ServerConfig>> {
+    let made = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => tls::server_config_from_files(cert, key),
+        _ if args.tls_self_signed => tls::self_signed().map(|s| {
+            log::info!("self-signed certificate for localhost, 127.0.0.1, ::1; SHA-256 fingerprint {}", s.fingerprint);
+            s.config
+        }),
+        _ => return None,
+    };
+    match made {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(USAGE_ERROR);
+        }
+    }
 }
 
 /// Log lines from a reactor thread carry its name (`r0`, `r1`, …) before
@@ -437,6 +477,8 @@ fn init_logging() {
 fn main() {
     init_logging();
     let args = parse_args();
+    // Certificate trouble is a usage error: report it before anything else.
+    let tls = tls_config(&args);
     // Catch SIGINT/SIGTERM before anything is announced: a signal sent as
     // soon as the listening line appears is queued, not fatal.
     let signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]);
@@ -496,7 +538,13 @@ fn main() {
 
     let addr = args.addr;
     let opts = RuntimeOptions { threads: args.threads.unwrap_or_else(server::default_threads), pin: args.pin };
-    let runtime = match Runtime::start(addr, cfg, opts) {
+    let (plain, tls) = match (tls, args.tls_addr) {
+        (Some(config), Some(tls_addr)) => (Some(addr), Some((tls_addr, config))),
+        (Some(config), None) => (None, Some((addr, config))),
+        (None, _) => (Some(addr), None),
+    };
+    let scheme = if plain.is_some() { "http" } else { "https" };
+    let runtime = match Runtime::start_with(plain, tls, cfg, opts) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("wsecho: cannot listen on {addr}: {e}");
@@ -504,7 +552,7 @@ fn main() {
         }
     };
     log::info!(
-        "listening on http://{} (page at /, echo at /echo): {} reactor{}{}, backlog {} (asked {}){}",
+        "listening on {scheme}://{} (page at /, echo at /echo): {} reactor{}{}, backlog {} (asked {}){}",
         runtime.local_addr(),
         runtime.reactors(),
         if runtime.reactors() == 1 { "" } else { "s" },
@@ -524,6 +572,10 @@ fn main() {
                 std::process::exit(1);
             }
         }
+    }
+
+    if let (Some(tls_addr), true) = (runtime.tls_addr(), scheme == "http") {
+        log::info!("listening on https://{tls_addr} (page at /, wss echo at /echo)");
     }
 
     // First SIGINT/SIGTERM: /healthz turns 503, serve on for --drain-delay

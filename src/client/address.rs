@@ -1,4 +1,4 @@
-//! The `ws://` URL the client connects to (RFC 6455 §3), parsed by the `url`
+//! The `ws://` or `wss://` URL the client connects to (RFC 6455 §3), parsed by the `url`
 //! crate (the WHATWG URL Standard, as browsers parse `new WebSocket(url)`).
 
 use super::ClientError;
@@ -6,10 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use url::{Position, Url};
 
-/// A parsed `ws://host[:port][/path][?query]` URL.
+/// A parsed `ws://host[:port][/path][?query]` (or `wss://`, over TLS) URL.
 ///
-/// Only `ws` is accepted: the client speaks no TLS, so `wss` is refused with
-/// a clear reason rather than sent in clear. RFC 6455 §3: "Fragment
+/// Other schemes are refused with a clear reason. RFC 6455 §3: "Fragment
 /// identifiers are meaningless in the context of WebSocket URIs and MUST NOT
 /// be used on these URIs", so a `#fragment` is refused too, and so are
 /// credentials (`user:pass@`), which the handshake has no place for.
@@ -26,9 +25,8 @@ impl WsUrl {
         let bad = |reason: &str| ClientError::Url { url: s.to_string(), reason: reason.to_string() };
         let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
         match url.scheme() {
-            "ws" => {}
-            "wss" => return Err(bad("wss:// (TLS) is not supported")),
-            other => return Err(bad(&format!("scheme {other:?} is not ws"))),
+            "ws" | "wss" => {}
+            other => return Err(bad(&format!("scheme {other:?} is not ws or wss"))),
         }
         if url.fragment().is_some() {
             return Err(bad("a fragment (#...) is not allowed in a WebSocket URL (RFC 6455 §3)"));
@@ -45,6 +43,16 @@ impl WsUrl {
     pub fn authority(&self) -> String {
         let host = self.url.host_str().unwrap_or_default();
         format!("{host}:{}", self.url.port_or_known_default().unwrap_or(80))
+    }
+
+    /// `wss://`: the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.url.scheme() == "wss"
+    }
+
+    /// The host name or address alone (the TLS server name).
+    pub fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
     }
 
     /// The request target: the path (`/` when the URL has none) and the
@@ -79,6 +87,13 @@ mod tests {
     }
 
     #[test]
+    fn wss_defaults_to_port_443_and_names_its_host() {
+        let u = WsUrl::parse("wss://localhost/echo").unwrap();
+        assert!(u.is_tls() && !WsUrl::parse("ws://localhost/").unwrap().is_tls());
+        assert_eq!((u.authority(), u.host()), ("localhost:443".into(), "localhost"));
+    }
+
+    #[test]
     fn query_is_part_of_the_resource_name() {
         let (_, r) = parts("ws://127.0.0.1:9001/runCase?case=7&agent=wsecho-client");
         assert_eq!(r, "/runCase?case=7&agent=wsecho-client");
@@ -98,7 +113,6 @@ mod tests {
     fn refused_urls_say_why() {
         for (url, why) in [
             ("http://x/", "scheme \"http\""),
-            ("wss://x/", "TLS"),
             ("ws://", "empty host"),
             ("localhost:8080", "scheme \"localhost\""),
             ("echo", "relative URL"),

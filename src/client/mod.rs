@@ -14,6 +14,7 @@
 pub mod address;
 pub mod autobahn;
 pub mod interactive;
+pub mod tls;
 pub mod upgrade;
 
 pub use address::WsUrl;
@@ -50,6 +51,9 @@ pub struct ClientOptions {
     /// agreed, whole messages we send are compressed and compressed messages
     /// we receive are inflated.
     pub compress: bool,
+    /// For `wss://`: which server certificates to accept (default: the web
+    /// PKI's roots).
+    pub trust: tls::Trust,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +64,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             limits: Limits::default(),
             compress: false,
+            trust: tls::Trust::default(),
         }
     }
 }
@@ -155,10 +160,47 @@ pub struct Sender {
     close_sent: Arc<AtomicBool>,
 }
 
+/// A connection's byte stream: plain TCP, or TLS shared by its halves.
+#[derive(Debug)]
+enum Wire {
+    Plain(TcpStream),
+    Tls(Arc<tls::TlsWire>),
+}
+
+impl Wire {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(s) => s,
+            Wire::Tls(t) => t.socket(),
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Wire> {
+        Ok(match self {
+            Wire::Plain(s) => Wire::Plain(s.try_clone()?),
+            Wire::Tls(t) => Wire::Tls(Arc::clone(t)),
+        })
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(buf),
+            Wire::Tls(t) => t.read(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.write_all(buf),
+            Wire::Tls(t) => t.write_all(buf),
+        }
+    }
+}
+
 /// The writing half of a connection.
 #[derive(Debug)]
 struct WriteSide {
-    stream: TcpStream,
+    stream: Wire,
     /// permessage-deflate compressor state, when negotiated.
     deflate: Option<(PmdCodec, CodecPool)>,
 }
@@ -228,7 +270,7 @@ impl Sender {
 /// A connected, upgraded client.
 #[derive(Debug)]
 pub struct Client {
-    reader: TcpStream,
+    reader: Wire,
     sender: Sender,
     /// permessage-deflate inflater, when negotiated.
     inflate: Option<(PmdCodec, CodecPool)>,
@@ -255,19 +297,27 @@ impl Client {
             .next()
             .ok_or_else(|| ClientError::Io(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
         let stream = TcpStream::connect_timeout(&addr, opts.timeout)?;
-        Client::handshake(stream, &url.authority(), url.resource(), opts)
+        if !url.is_tls() {
+            return Client::handshake(stream, &url.authority(), url.resource(), opts);
+        }
+        stream.set_read_timeout(Some(opts.timeout))?;
+        stream.set_write_timeout(Some(opts.timeout))?;
+        let config = tls::client_config(&opts.trust).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let wire = tls::TlsWire::connect(stream, url.host(), config)?;
+        wire.socket().set_write_timeout(None)?;
+        Client::handshake_over(Wire::Tls(wire), &url.authority(), url.resource(), opts)
     }
 
     /// Upgrade an already connected stream: `host` is the `Host` header,
     /// `path` the request target.
-    pub fn handshake(
-        mut stream: TcpStream,
-        host: &str,
-        path: &str,
-        opts: &ClientOptions,
-    ) -> Result<Client, ClientError> {
+    pub fn handshake(stream: TcpStream, host: &str, path: &str, opts: &ClientOptions) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(opts.timeout))?;
+        Client::handshake_over(Wire::Plain(stream), host, path, opts)
+    }
+
+    fn handshake_over(mut stream: Wire, host: &str, path: &str, opts: &ClientOptions) -> Result<Client, ClientError> {
+        stream.socket().set_nodelay(true)?;
+        stream.socket().set_read_timeout(Some(opts.timeout))?;
         let key = base64::engine::general_purpose::STANDARD.encode(random::<16>());
         let mut req = Vec::new();
         let offer = opts.extensions.as_deref().or(opts.compress.then(deflate::client_offer));
@@ -301,7 +351,7 @@ impl Client {
         let agreement = upgrade::check(&buf[..resp.head_len], &resp, &offer)?;
         // Frames may have arrived in the same read as the 101: keep them.
         buf.drain(..resp.head_len);
-        stream.set_read_timeout(None)?;
+        stream.socket().set_read_timeout(None)?;
         let writer = stream.try_clone()?;
         let mut session = Session::new(Role::Client);
         let (inflate, deflate) = match agreement.deflate {
@@ -357,7 +407,7 @@ impl Client {
 
     /// Read timeout for [`recv`](Client::recv).
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.reader.set_read_timeout(t)
+        self.reader.socket().set_read_timeout(t)
     }
 
     /// Send a text message.

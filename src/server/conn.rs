@@ -19,6 +19,13 @@ pub type Stream = mio::net::TcpStream;
 pub trait Transport: Read + Write + std::fmt::Debug {
     /// Shut down the sending side (our FIN), keeping the receiving side open.
     fn shutdown_write(&mut self) -> std::io::Result<()>;
+
+    /// The last read was short although the socket may hold more (a TLS
+    /// stream whose buffer filled with an unfinished record): read again
+    /// before trusting "short read means drained". Default: never.
+    fn holds_input(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for Stream {

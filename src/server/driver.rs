@@ -85,6 +85,11 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
                 Ok(IoStep::Progress(n)) => n,
                 Ok(IoStep::WouldBlock) => {
                     ctx.readbuf = buf;
+                    if conn.stream.holds_input() {
+                        // A TLS record does not fit the room left: wait for
+                        // room as for the pool.
+                        return pause_for_pool(conn, ctx, key);
+                    }
                     return Fate::Keep;
                 }
                 Ok(IoStep::Eof) => {
@@ -119,7 +124,7 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
         budget -= used;
         // A short read means the socket is empty; a turn that only processed
         // held frames has not looked at the socket yet.
-        if mode == ReadMode::UntilShort && !held_only && n < room {
+        if mode == ReadMode::UntilShort && !held_only && n < room && !conn.stream.holds_input() {
             return Fate::Keep;
         }
     }

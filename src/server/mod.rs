@@ -40,6 +40,7 @@
 //!  admin.rs       the metrics listener: /metrics, /healthz (its own thread)
 //!  metrics.rs     per-reactor metric cells; the Prometheus collector over them
 //!  sys.rs         listener sockets (socket2) and the file limit (rlimit)
+//!  tls.rs         TlsStream (rustls) and Accept: the listener kinds (plain, TLS)
 //!  conn.rs io.rs timers.rs   a connection's state (generic over its Transport), the syscalls, deadlines
 //! ```
 //!
@@ -63,6 +64,7 @@ pub mod sys;
 #[doc(hidden)]
 pub mod testing;
 pub mod timers;
+pub mod tls;
 mod upgrade;
 
 pub use admin::{AdminServer, Health};

@@ -105,6 +105,12 @@ pub(crate) fn finish_cork<S: Transport>(stream: &mut S, out: &mut OutQueue, ctx:
 /// Write queued bytes until done or `WouldBlock`; resume reading when a
 /// backlog has drained below half the cap.
 pub(crate) fn flush_out<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx) -> Fate {
+    // A TLS stream sends the ciphertext it still holds (a no-op for TCP).
+    if let Err(e) = conn.stream.flush() {
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Fate::Drop(DropReason::WriteError);
+        }
+    }
     while !conn.out.is_empty() {
         let mut slices = [IoSlice::new(&[]); 64];
         let n = conn.out.slices(&mut slices);
@@ -128,7 +134,8 @@ pub(crate) fn flush_out<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx) -> Fate
 /// discard) until the peer's EOF, which may already be waiting.
 pub(crate) fn after_output<S: Transport>(conn: &mut Conn<S>) -> Fate {
     if let Phase::Closing { linger, write_shut, .. } = &mut conn.phase {
-        if conn.out.is_empty() {
+        // Out means out of the transport too (a TLS stream's last record).
+        if conn.out.is_empty() && !flush_blocked(&mut conn.stream) {
             if !*linger {
                 return Fate::Drop(DropReason::CloseHandshakeDone);
             }
@@ -140,6 +147,12 @@ pub(crate) fn after_output<S: Transport>(conn: &mut Conn<S>) -> Fate {
         }
     }
     Fate::Keep
+}
+
+/// Whether the transport still holds bytes the kernel refused (only a TLS
+/// stream can; its `flush` says `WouldBlock` then).
+fn flush_blocked<S: Transport>(stream: &mut S) -> bool {
+    matches!(stream.flush(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Send one control frame of our own (not an echo) right away.

@@ -6,7 +6,7 @@
 //! `max_connections`), touched once per accepted or dropped connection.
 
 use super::config::Config;
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Phase, Stream};
 use super::ctx::{Ctx, DropReason, Fate, ReadMode};
 use super::driver::{read_conn, timer_turn, turn};
 use super::io;
@@ -14,6 +14,7 @@ use super::metrics::{phase_index, BuildInfo, Metrics, ReactorMetrics, PHASE_HAND
 use super::output::{after_output, enter_closing, send_close, CloseKind};
 use super::stats::{ReactorCounters, ReactorStats, Tally, SUMMARY_EVERY};
 use super::sys::{self, ListenOptions};
+use super::tls::Accept;
 use crate::proto::handshake;
 use crate::proto::CloseCode;
 use mio::net::TcpListener;
@@ -72,13 +73,17 @@ impl ShutdownHandle {
     }
 }
 
-/// A single-threaded WebSocket echo reactor.
+/// A single-threaded WebSocket echo reactor, serving one listener whose
+/// connections run over `S` (plain TCP by default; a
+/// [`TlsStream`](super::tls::TlsStream) reactor serves a TLS listener).
 #[derive(Debug)]
-pub struct Server {
+pub struct Server<S: Accept = Stream> {
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    conns: Slab<Conn>,
+    /// Turns an accepted socket into an `S` (the rustls config for TLS).
+    acceptor: S::Acceptor,
+    conns: Slab<Conn<S>>,
     ctx: Ctx,
     /// Connections with input left after their budget ran out.
     ready: VecDeque<usize>,
@@ -108,7 +113,7 @@ pub struct Server {
     counters: Arc<ReactorCounters>,
 }
 
-impl Server {
+impl Server<Stream> {
     /// Bind a listener on `addr` (with `cfg.backlog` and, if set,
     /// `SO_REUSEPORT`) and build a reactor around it.
     pub fn bind(addr: SocketAddr, cfg: Config) -> std::io::Result<Server> {
@@ -122,7 +127,19 @@ impl Server {
         // so the slab never doubles: untouched pages cost no RSS, and each
         // connection's slot is committed as it is first used.
         let reserve = cfg.max_connections.min(sys::fd_soft_limit());
-        Server::with_shared(listener, cfg, Arc::default(), reserve)
+        Server::with_shared(listener, (), cfg, Arc::default(), reserve)
+    }
+}
+
+impl<S: Accept> Server<S> {
+    /// Bind a listener on `addr` whose connections are wrapped by
+    /// `acceptor` (e.g. a TLS listener), as [`Server::bind`] does for plain
+    /// TCP.
+    pub fn bind_with(addr: SocketAddr, acceptor: S::Acceptor, cfg: Config) -> std::io::Result<Server<S>> {
+        let opts = ListenOptions { reuse_port: cfg.reuse_port, backlog: cfg.backlog };
+        let listener = TcpListener::from_std(sys::bind_listener(addr, opts)?);
+        let reserve = cfg.max_connections.min(sys::fd_soft_limit());
+        Server::with_shared(listener, acceptor, cfg, Arc::default(), reserve)
     }
 
     /// Build one of several reactors: `shared` is common to all of them, and
@@ -130,10 +147,11 @@ impl Server {
     /// grows past it if the kernel sends this reactor more than its share).
     pub(crate) fn with_shared(
         mut listener: TcpListener,
+        acceptor: S::Acceptor,
         cfg: Config,
         shared: Arc<Shared>,
         reserve: usize,
-    ) -> std::io::Result<Server> {
+    ) -> std::io::Result<Server<S>> {
         sys::set_listener_nodelay(&listener);
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -148,6 +166,7 @@ impl Server {
             poll,
             listener: Some(listener),
             local_addr,
+            acceptor,
             conns: Slab::with_capacity(reserve),
             ctx,
             ready: VecDeque::new(),
@@ -333,7 +352,7 @@ impl Server {
                     if self.shared.open.fetch_add(1, Ordering::Relaxed) >= max {
                         self.shared.open.fetch_sub(1, Ordering::Relaxed);
                         log::warn!("{peer}: over max-connections ({max}), answering 503");
-                        refuse(stream, b"server at connection limit\n");
+                        refuse::<S>(stream, b"server at connection limit\n");
                         self.tally.refused += 1;
                         self.ctx.metrics.refused.add(1);
                         continue;
@@ -359,6 +378,14 @@ impl Server {
                         self.shared.open.fetch_sub(1, Ordering::Relaxed);
                         continue;
                     }
+                    let stream = match S::accept(&self.acceptor, stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::warn!("{peer}: {e}");
+                            self.shared.open.fetch_sub(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
                     let id = self.next_id;
                     self.next_id = self.next_id.wrapping_add(1);
                     let conn = entry.insert(Conn::new(stream, id));
@@ -500,7 +527,7 @@ impl Server {
             loop {
                 match l.accept() {
                     Ok((stream, _)) => {
-                        refuse(stream, b"server shutting down\n");
+                        refuse::<S>(stream, b"server shutting down\n");
                         self.tally.refused += 1;
                         self.ctx.metrics.refused.add(1);
                     }
@@ -543,8 +570,12 @@ impl Server {
 
 /// Answer a connection we will not serve with HTTP 503 and close it. What
 /// the client already sent is read first (one nonblocking read, discarded),
-/// so closing does not turn the answer into a reset.
-fn refuse(mut stream: mio::net::TcpStream, body: &[u8]) {
+/// so closing does not turn the answer into a reset. A TLS listener's
+/// connection is just closed (its client expects a ServerHello, not HTTP).
+fn refuse<S: Accept>(mut stream: mio::net::TcpStream, body: &[u8]) {
+    if !S::PLAINTEXT {
+        return;
+    }
     let mut scratch = [0u8; 4096]; // an upgrade request is a few hundred bytes
     let _ = io::read_step(&mut stream, &mut scratch);
     let mut resp = Vec::new();

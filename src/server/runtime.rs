@@ -13,10 +13,12 @@
 //! ```
 
 use super::config::Config;
+use super::conn::Stream;
 use super::metrics::{BuildInfo, Metrics, ReactorMetrics};
 use super::reactor::{Server, Shared, ShutdownHandle};
 use super::stats::{ReactorCounters, ReactorStats};
 use super::sys::{self, ListenOptions};
+use super::tls::{Accept, TlsStream};
 use mio::net::TcpListener;
 use std::io;
 use std::net::SocketAddr;
@@ -54,6 +56,7 @@ pub fn default_threads() -> usize {
 #[derive(Debug)]
 pub struct Runtime {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     handle: ShutdownHandle,
     reactors: Vec<Reactor>,
 }
@@ -78,59 +81,71 @@ impl Runtime {
     /// `max_inflaters` (see
     /// [`Config`]).
     pub fn start(addr: SocketAddr, cfg: Config, opts: RuntimeOptions) -> io::Result<Runtime> {
-        let n = opts.threads.max(1);
-        let cfg = share(cfg, n);
-        let listen = ListenOptions { reuse_port: cfg.reuse_port || n > 1, backlog: cfg.backlog };
-        let first = sys::bind_listener(addr, listen)?;
-        let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..n {
-            listeners.push(sys::bind_listener(local_addr, listen)?);
-        }
-        let shared = Arc::new(Shared::default());
-        let reserve = cfg.max_connections.min(sys::fd_soft_limit()).div_ceil(n);
-        let servers = listeners
-            .into_iter()
-            .map(|l| Server::with_shared(TcpListener::from_std(l), cfg.clone(), shared.clone(), reserve))
-            .collect::<io::Result<Vec<Server>>>()?;
-        let handle = ShutdownHandle::new(shared, servers.iter().map(Server::waker).collect());
-        let cpus = if opts.pin { allowed_cpus(n) } else { Vec::new() };
-        let mut reactors = Vec::with_capacity(n);
-        for (i, server) in servers.into_iter().enumerate() {
-            let counters = server.counters();
-            let metrics = server.metric_cells();
-            let cpu = cpus.get(i % cpus.len().max(1)).copied();
-            let stop = StopOnPanic(handle.clone());
-            let spawned = std::thread::Builder::new().name(format!("r{i}")).spawn(move || {
-                if let Some(cpu) = cpu {
-                    if core_affinity::set_for_current(cpu) {
-                        log::debug!("pinned to CPU {}", cpu.id);
-                    } else {
-                        log::warn!("could not pin to CPU {}", cpu.id);
-                    }
-                }
-                let result = server.run();
-                if let Err(e) = &result {
-                    log::error!("reactor failed: {e}; stopping the others");
-                    stop.0.shutdown();
-                }
-                result
-            });
-            match spawned {
-                Ok(thread) => reactors.push(Reactor { thread, counters, metrics }),
-                Err(e) => {
-                    handle.shutdown();
-                    for r in reactors {
-                        let _ = r.thread.join();
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(Runtime { local_addr, handle, reactors })
+        Runtime::start_with(Some(addr), None, cfg, opts)
     }
 
-    /// The address every listener is bound to.
+    /// As [`start`](Runtime::start), with a TLS listener on `tls.0` (served
+    /// with the rustls config `tls.1`) and, if `plain` is given, a plain one
+    /// there too. Each listener gets `opts.threads` reactors of its own;
+    /// `max_connections` and the memory caps hold for all of them together.
+    /// With TLS the read buffer is at least
+    /// [`MIN_READ_BUFFER`](super::tls::MIN_READ_BUFFER).
+    pub fn start_with(
+        plain: Option<SocketAddr>,
+        tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+        cfg: Config,
+        opts: RuntimeOptions,
+    ) -> io::Result<Runtime> {
+        let n = opts.threads.max(1);
+        let groups = usize::from(plain.is_some()) + usize::from(tls.is_some());
+        let mut cfg = cfg;
+        if tls.is_some() && cfg.read_buffer_size < super::tls::MIN_READ_BUFFER {
+            log::info!("read buffer raised to {} bytes for TLS (two records)", super::tls::MIN_READ_BUFFER);
+            cfg.read_buffer_size = super::tls::MIN_READ_BUFFER;
+        }
+        let cfg = share(cfg, n * groups.max(1));
+        let shared = Arc::new(Shared::default());
+        let reserve = cfg.max_connections.min(sys::fd_soft_limit()).div_ceil(n * groups.max(1));
+        let plain = match plain {
+            Some(addr) => Some(Group::<Stream>::bind(addr, (), n, &cfg, &shared, reserve)?),
+            None => None,
+        };
+        let tls = match tls {
+            Some((addr, config)) => Some(Group::<TlsStream>::bind(addr, config, n, &cfg, &shared, reserve)?),
+            None => None,
+        };
+        let mut wakers: Vec<_> = plain.iter().flat_map(|g| g.servers.iter().map(Server::waker)).collect();
+        wakers.extend(tls.iter().flat_map(|g| g.servers.iter().map(Server::waker)));
+        let handle = ShutdownHandle::new(shared, wakers);
+        let local_addr = plain.as_ref().map(|g| g.addr).or(tls.as_ref().map(|g| g.addr)).expect("a listener");
+        let tls_addr = tls.as_ref().map(|g| g.addr);
+        let cpus = if opts.pin { allowed_cpus(n) } else { Vec::new() };
+        let mut reactors = Vec::with_capacity(n * groups);
+        let spawned = match plain {
+            Some(g) => spawn(g.servers, &cpus, &handle, &mut reactors),
+            None => Ok(()),
+        }
+        .and_then(|()| match tls {
+            Some(g) => spawn(g.servers, &cpus, &handle, &mut reactors),
+            None => Ok(()),
+        });
+        if let Err(e) = spawned {
+            handle.shutdown();
+            for r in reactors {
+                let _ = r.thread.join();
+            }
+            return Err(e);
+        }
+        Ok(Runtime { local_addr, tls_addr, handle, reactors })
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The address every plain listener is bound to (the TLS one's if there
+    /// is no plain listener).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -150,8 +165,8 @@ impl Runtime {
         self.reactors.iter().map(|r| r.counters.snapshot()).collect()
     }
 
-    /// The metrics of every reactor, summed when scraped (serve them with an
-    /// [`AdminServer`](super::AdminServer)).
+    /// The metrics of every reactor, plain and TLS, summed when scraped
+    /// (serve them with an [`AdminServer`](super::AdminServer)).
     pub fn metrics(&self, build: BuildInfo) -> Metrics {
         Metrics::new(self.reactors.iter().map(|r| r.metrics.clone()).collect(), build)
     }
@@ -168,6 +183,75 @@ impl Runtime {
         }
         first
     }
+}
+
+/// The reactors of one listener address, before they run.
+struct Group<S: Accept> {
+    addr: SocketAddr,
+    servers: Vec<Server<S>>,
+}
+
+impl<S: Accept> Group<S> {
+    /// Bind `n` listeners on `addr` (with more than one, every listener sets
+    /// `SO_REUSEPORT`, and with port 0 the first picks the port) and build a
+    /// reactor on each.
+    fn bind(
+        addr: SocketAddr,
+        acceptor: S::Acceptor,
+        n: usize,
+        cfg: &Config,
+        shared: &Arc<Shared>,
+        reserve: usize,
+    ) -> io::Result<Group<S>> {
+        let listen = ListenOptions { reuse_port: cfg.reuse_port || n > 1, backlog: cfg.backlog };
+        let first = sys::bind_listener(addr, listen)?;
+        let addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..n {
+            listeners.push(sys::bind_listener(addr, listen)?);
+        }
+        let servers = listeners
+            .into_iter()
+            .map(|l| {
+                Server::with_shared(TcpListener::from_std(l), acceptor.clone(), cfg.clone(), shared.clone(), reserve)
+            })
+            .collect::<io::Result<Vec<Server<S>>>>()?;
+        Ok(Group { addr, servers })
+    }
+}
+
+/// Start a thread (named `r0`, `r1`, … continuing from `reactors.len()`) for
+/// each of `servers`.
+fn spawn<S: Accept>(
+    servers: Vec<Server<S>>,
+    cpus: &[core_affinity::CoreId],
+    handle: &ShutdownHandle,
+    reactors: &mut Vec<Reactor>,
+) -> io::Result<()> {
+    for server in servers {
+        let i = reactors.len();
+        let counters = server.counters();
+        let metrics = server.metric_cells();
+        let cpu = cpus.get(i % cpus.len().max(1)).copied();
+        let stop = StopOnPanic(handle.clone());
+        let thread = std::thread::Builder::new().name(format!("r{i}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                if core_affinity::set_for_current(cpu) {
+                    log::debug!("pinned to CPU {}", cpu.id);
+                } else {
+                    log::warn!("could not pin to CPU {}", cpu.id);
+                }
+            }
+            let result = server.run();
+            if let Err(e) = &result {
+                log::error!("reactor failed: {e}; stopping the others");
+                stop.0.shutdown();
+            }
+            result
+        })?;
+        reactors.push(Reactor { thread, counters, metrics });
+    }
+    Ok(())
 }
 
 /// One reactor's share of the process-wide memory caps in `cfg`, for `n`

@@ -21,6 +21,8 @@ const N_CONNS = 200;
 const N_MSGS = 50;
 
 const BASE = (process.env.WSECHO_URL || '').replace(/\/+$/, '');
+/** https:// page: the page must open wss:// (browsers refuse ws:// from https). */
+const TLS = BASE.startsWith('https:');
 if (!BASE) {
   console.error('browser-e2e: WSECHO_URL is not set (e.g. http://127.0.0.1:8080)');
   process.exit(2);
@@ -62,10 +64,12 @@ function instrumentWebSocket() {
   window.__wsCreated = 0;
   window.__wsCloses = [];
   window.__wsExtensions = [];
+  window.__wsUrls = [];
   window.WebSocket = class extends Native {
     constructor(...args) {
       super(...args);
       window.__wsCreated++;
+      window.__wsUrls.push(this.url);
       this.addEventListener('open', () => window.__wsExtensions.push(this.extensions));
       this.addEventListener('close', (e) => {
         window.__wsCloses.push({ code: e.code, reason: e.reason, wasClean: e.wasClean });
@@ -94,7 +98,11 @@ async function main() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // Issue 13: over https the server shows a throw-away self-signed
+      // certificate (--tls-self-signed); trust it for this test only.
+      ...(TLS ? ['--ignore-certificate-errors'] : []),
     ],
+    ignoreHTTPSErrors: TLS,
     viewport: { width: 1000, height: 640 },
   });
   try {
@@ -153,6 +161,10 @@ async function main() {
     // The server compresses by default and Chromium offers permessage-deflate,
     // so everything below runs compressed (WSECHO_EXPECT_COMPRESSION=0 for a
     // server started with --compression off).
+    const urls = await page.evaluate(() => window.__wsUrls);
+    const scheme = TLS ? 'wss:' : 'ws:';
+    check(urls.length > 0 && urls.every((u) => u.startsWith(scheme)), `the page opens ${scheme}// sockets`,
+      urls.join(', '));
     const exts = await page.evaluate(() => window.__wsExtensions);
     if (process.env.WSECHO_EXPECT_COMPRESSION !== '0') {
       check(String(exts[0] || '').startsWith('permessage-deflate'), 'Chromium negotiated permessage-deflate',

@@ -3,6 +3,8 @@
 #
 #   tests/browser/run.sh              build the server (release) and test it
 #   tests/browser/run.sh --bin PATH   test an already built server binary
+#   tests/browser/run.sh --tls        the page over https:// (--tls-self-signed),
+#                                     echo over wss:// (issue 13)
 #
 # Sets itself up idempotently: Debian's chromium (apt-get, as root) if
 # /usr/bin/chromium is missing, `npm ci` when node_modules is missing or does
@@ -16,12 +18,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 OUT="$HERE/out"
 BIN=""
+SCHEME="http"
+TLS_ARGS=()
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) [ $# -ge 2 ] || { echo "run.sh: --bin needs a path" >&2; exit 2; }; BIN="$2"; shift 2 ;;
     --bin=*) BIN="${1#--bin=}"; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --tls) SCHEME="https"; TLS_ARGS=(--tls-self-signed); shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -81,7 +86,7 @@ free_port() {
 PORT=""
 for attempt in 1 2 3; do
   port="$(free_port)"
-  "$BIN" --addr "127.0.0.1:$port" >"$SERVER_LOG" 2>&1 &
+  "$BIN" --addr "127.0.0.1:$port" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   # Wait (max 10 s) until it accepts connections.
   for _ in $(seq 1 100); do
@@ -100,7 +105,7 @@ log "server $BIN listening on 127.0.0.1:$PORT (pid $SERVER_PID)"
 
 # --- the test -------------------------------------------------------------------
 status=0
-WSECHO_URL="http://127.0.0.1:$PORT" timeout 90 node "$HERE/home.test.mjs" || status=$?
+WSECHO_URL="$SCHEME://127.0.0.1:$PORT" timeout 90 node "$HERE/home.test.mjs" || status=$?
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
   log "the server exited during the test; its output:"
   sed 's/^/  | /' "$SERVER_LOG" >&2 || true
