@@ -14,6 +14,7 @@ mod chart;
 mod conn;
 mod net;
 mod stats;
+mod steps;
 mod swarm;
 
 use clap::{Args, Parser, Subcommand};
@@ -99,6 +100,19 @@ enum Cmd {
         /// often (seconds), plus once all are open and at the end.
         #[arg(long, default_value_t = 30.0)]
         sample_every: f64,
+    },
+    /// The C1M benchmark's driver (see loadtest/c1m.sh): open connections in
+    /// steps (e.g. 100000,250000,500000,1000000) over --procs processes, and
+    /// at each step read the servers' total RSS and the kernel's slab, then
+    /// run an echo sweep (one verified message on every connection). Finally
+    /// close everything and check that the servers' fd counts return to
+    /// their baseline and that no server died. A markdown table on stdout,
+    /// the full report with --json-file.
+    Steps {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        cfg: steps::StepsArgs,
     },
     /// Draw charts from a saved JSON: a run's report (`--json-file`; the
     /// same charts as --report-dir) or a peer comparison (compare.sh's
@@ -292,6 +306,10 @@ fn main() {
         eprintln!("open-file limit: soft {soft}, hard {hard}");
     }
 
+    let steps_cfg = match &cli.cmd {
+        Cmd::Steps { common, cfg } => Some((common.clone(), cfg.clone())),
+        _ => None,
+    };
     let (mut plan, common, json) = build_plan(cli.cmd, stop);
     for ip in &plan.source_ips {
         if !ip.is_loopback() {
@@ -325,6 +343,11 @@ fn main() {
         eprintln!("note: one source IP has ~28k ephemeral ports; consider --source-ips");
     }
 
+    if plan.mode == Mode::Steps {
+        let Some((common, cfg)) = steps_cfg else { unreachable!("steps mode has its arguments") };
+        let ok = steps::run_parent(&plan, procs, &cfg, common.json_file.as_deref());
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let report = if procs == 1 {
         swarm::run(&plan).unwrap_or_else(|e| fail(format!("swarm: {e}")))
     } else {
@@ -475,6 +498,19 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
             };
             let p = mk(Mode::Classic, &common, payload_bytes, text);
             (p, None, false)
+        }
+        Cmd::Steps { mut common, cfg } => {
+            if common.reconnect {
+                fail("--reconnect: steps mode counts every lost connection as an error".into());
+            }
+            if cfg.steps.is_empty() || cfg.steps.windows(2).any(|w| w[1] <= w[0]) {
+                fail("--steps: give increasing connection counts, e.g. 100000,250000".into());
+            }
+            common.conns = cfg.steps.iter().copied().max().unwrap_or(0);
+            let mut p = mk(Mode::Steps, &common, cfg.size, false);
+            p.warmup = Duration::ZERO;
+            p.quiet = true;
+            (p, Some(common), false)
         }
         Cmd::Chart { .. } => unreachable!("main handles chart before planning a run"),
     }

@@ -35,6 +35,9 @@ pub enum Mode {
     /// Closed loop, depth 1; every connection closes (Close 1000) after a
     /// random lifetime and is replaced by a new one.
     Churn,
+    /// A child of `steps` (the C1M benchmark): opens connections, holds
+    /// them, and runs echo sweeps when its parent says so on stdin.
+    Steps,
 }
 
 impl Mode {
@@ -46,6 +49,7 @@ impl Mode {
             Mode::Handshakes => "handshakes",
             Mode::Classic => "classic",
             Mode::Churn => "churn",
+            Mode::Steps => "steps",
         }
     }
 }
@@ -333,9 +337,49 @@ struct State<'p> {
     next_id: u64,
     /// Connects started (ramp-up accounting; not handshakes mode).
     attempts: usize,
+    /// Connects the ramp-up makes in all: `plan.conns`, or (steps mode)
+    /// the number the parent last asked for.
+    target: usize,
+    /// Steps mode: commands from the parent, and the sweep in progress.
+    ctl: Option<Control>,
     bar: Option<ProgressBar>,
     /// Live lines on stderr (not a child, not --quiet).
     show: bool,
+}
+
+/// The token of the waker that announces a command from the parent on
+/// stdin (steps mode); no connection ever gets it (slab keys stay far below).
+const CONTROL: Token = Token(usize::MAX);
+
+/// Steps mode: what the parent process drives over this child's stdin, one
+/// command a line:
+/// - `open N SECS`: make connects until N were attempted in all (at most
+///   `--ramp` in progress), giving up after SECS; then print
+///   `{"ev":"opened",...}` with the open count and the errors so far;
+/// - `stop`: make no further connects (the parent saw memory run low);
+/// - `sweep SECS`: every open connection sends one message; once every echo
+///   is in (verified), or lost with its connection, or SECS passed, print
+///   `{"ev":"swept",...}` with the counts, the time and the latency histogram;
+/// - `close` (or stdin's end): close everything politely and report.
+#[derive(Debug)]
+struct Control {
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Kept alive for the reader thread (dropping it unregisters the waker).
+    _waker: Arc<mio::Waker>,
+    sweep: Option<Sweep>,
+}
+
+/// One echo sweep in progress.
+#[derive(Debug)]
+struct Sweep {
+    start: Instant,
+    deadline: Instant,
+    /// Messages sent (one per open connection).
+    sent: u64,
+    /// `msgs_total` when the sweep began (echoes since = this sweep's).
+    base: u64,
+    /// Messages whose connection ended before the echo came.
+    lost: u64,
 }
 
 /// One swarm process: the connections and the event loop around them.
@@ -354,6 +398,8 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
     let mut events = Events::with_capacity(4096);
     loop {
         let now = Instant::now();
+        swarm.commands(now);
+        swarm.check_sweep(now);
         swarm.open_connections(now)?;
         if swarm.advance_stage(now) {
             break;
@@ -412,7 +458,7 @@ impl<'p> Swarm<'p> {
             settle_at: None,
             announced_open: false,
         };
-        let bar = if show && plan.mode != Mode::Handshakes {
+        let bar = if show && !matches!(plan.mode, Mode::Handshakes | Mode::Steps) {
             let b = ProgressBar::with_draw_target(Some(plan.conns as u64), ProgressDrawTarget::stderr_with_hz(5));
             b.set_style(
                 ProgressStyle::with_template("ramp-up {bar:40} {pos}/{len} open  {per_sec}  {msg}")
@@ -433,10 +479,13 @@ impl<'p> Swarm<'p> {
                 clock.window_start = t0;
             }
         }
+        let poll = Poll::new()?;
+        let ctl = if plan.mode == Mode::Steps { Some(Control::from_stdin(&poll)?) } else { None };
+        let target = if plan.mode == Mode::Steps { 0 } else { plan.conns };
         let now = Instant::now();
         Ok(Swarm {
             conns: Slab::with_capacity(plan.conns.min(1 << 16)),
-            poll: Poll::new()?,
+            poll,
             rbuf: vec![0u8; 256 * 1024],
             st: State {
                 plan,
@@ -468,6 +517,8 @@ impl<'p> Swarm<'p> {
                 gap_ns_sum: 0,
                 next_id: 0,
                 attempts: 0,
+                target,
+                ctl,
                 bar,
                 show,
             },
@@ -486,7 +537,7 @@ impl<'p> Swarm<'p> {
         } else if churn {
             st.clock.stage != Stage::Drain && self.conns.len() < plan.conns
         } else {
-            st.attempts < plan.conns && st.clock.stage == Stage::Ramp
+            st.attempts < st.target && st.clock.stage == Stage::Ramp
         };
         if plan.stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -495,7 +546,7 @@ impl<'p> Swarm<'p> {
             let limit = if handshake_mode { plan.conns } else { plan.ramp };
             let refill = handshake_mode || churn;
             while self.st.c.in_progress < limit
-                && (if refill { self.conns.len() < plan.conns } else { self.st.attempts < plan.conns })
+                && (if refill { self.conns.len() < plan.conns } else { self.st.attempts < self.st.target })
             {
                 self.st.attempts += 1;
                 if let Some(e) = self.start_connect(now, 0, 0)? {
@@ -560,6 +611,9 @@ impl<'p> Swarm<'p> {
     fn drop_conn(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(sweep) = self.st.ctl.as_mut().and_then(|ctl| ctl.sweep.as_mut()) {
+                sweep.lost += conn.inflight.len() as u64;
+            }
             let c = &mut self.st.c;
             match conn.phase {
                 Phase::Connecting | Phase::Handshaking => {
@@ -667,13 +721,21 @@ impl State<'_> {
         let ramp_done = if churn {
             self.c.initial_settled >= plan.conns as u64
         } else {
-            self.attempts >= plan.conns && self.c.in_progress == 0
+            self.attempts >= self.target && self.c.in_progress == 0
         };
         if !(ramp_done || now >= self.clock.ramp_deadline || plan.stop.load(Ordering::Relaxed)) {
             return;
         }
         if !ramp_done {
             self.c.err("ramp_timeout");
+        }
+        if plan.mode == Mode::Steps {
+            // Hold (a window without an end) until the parent's next command.
+            self.clock.stage = Stage::Window;
+            self.clock.stage_end = None;
+            emit(serde_json::json!({"ev": "opened", "open": self.c.open, "attempts": self.attempts,
+                "errors": self.c.errors_total, "errors_by": self.c.errors, "ramp_timeout": !ramp_done}));
+            return;
         }
         if let Some(b) = &self.bar {
             b.finish_and_clear();
@@ -761,7 +823,10 @@ impl State<'_> {
             emit(serde_json::json!({"ev": "window_end"}));
         }
         self.clock.stage = Stage::Drain;
-        self.clock.stage_end = Some(now + Duration::from_secs(2));
+        // Steps mode closes up to 19,000 connections per process on a box
+        // busy with a million: give the closing handshakes more time.
+        let drain = if self.plan.mode == Mode::Steps { Duration::from_secs(30) } else { Duration::from_secs(2) };
+        self.clock.stage_end = Some(now + drain);
     }
 
     /// `--reconnect`: attempt `attempt - 1` to restore a slot failed with
@@ -1189,7 +1254,7 @@ impl State<'_> {
                 let off = conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % self.rate_interval_ns.max(1);
                 self.timers.push(Reverse((now_ns + off, key, conn.id)));
             }
-            Mode::Idle => conn.phase = Phase::Open,
+            Mode::Idle | Mode::Steps => conn.phase = Phase::Open,
         }
     }
 
@@ -1271,7 +1336,7 @@ impl State<'_> {
             samples: self.probe.samples,
             ..Default::default()
         };
-        if plan.mode == Mode::Idle {
+        if matches!(plan.mode, Mode::Idle | Mode::Steps) {
             r.window_s = window_len.as_secs_f64();
             r.msgs_per_s = 0.0;
             r.mb_per_s = 0.0;
@@ -1295,5 +1360,105 @@ impl State<'_> {
             }
         }
         r
+    }
+}
+
+// ---- steps mode: the parent's commands ----
+impl Control {
+    /// Read the parent's commands from stdin in a thread; each line wakes
+    /// the poller. The end of stdin (the parent is gone) reads as `close`,
+    /// so a child never outlives its parent's pipe.
+    fn from_stdin(poll: &Poll) -> io::Result<Control> {
+        let waker = Arc::new(mio::Waker::new(poll.registry(), CONTROL)?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Arc::clone(&waker);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    return;
+                }
+                let _ = w.wake();
+            }
+            let _ = tx.send("close".to_string());
+            let _ = w.wake();
+        });
+        Ok(Control { rx, _waker: waker, sweep: None })
+    }
+}
+
+/// `SECS` of a command, or `default`.
+fn secs_arg(word: Option<&str>, default: f64) -> Duration {
+    Duration::from_secs_f64(word.and_then(|w| w.parse::<f64>().ok()).filter(|s| *s >= 0.0).unwrap_or(default))
+}
+
+impl Swarm<'_> {
+    /// Steps mode: carry out the parent's commands that arrived.
+    fn commands(&mut self, now: Instant) {
+        let Some(ctl) = &self.st.ctl else { return };
+        let cmds: Vec<String> = ctl.rx.try_iter().collect();
+        for cmd in cmds {
+            let mut w = cmd.split_whitespace();
+            match w.next() {
+                Some("open") => {
+                    let n = w.next().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+                    let st = &mut self.st;
+                    if st.clock.stage == Stage::Drain {
+                        continue;
+                    }
+                    st.target = n.max(st.attempts);
+                    st.clock.stage = Stage::Ramp;
+                    st.clock.stage_end = None;
+                    st.clock.ramp_deadline = now + secs_arg(w.next(), 300.0);
+                }
+                Some("stop") => self.st.target = self.st.attempts,
+                Some("sweep") => self.start_sweep(now, secs_arg(w.next(), 60.0)),
+                Some("close") if self.st.clock.stage != Stage::Drain => self.begin_drain(now),
+                _ => {}
+            }
+        }
+    }
+
+    /// Every open connection sends one message (the echo is verified as
+    /// usual); `check_sweep` reports once all are back.
+    fn start_sweep(&mut self, now: Instant, timeout: Duration) {
+        let now_ns = self.st.clock.ns(now);
+        self.st.hist.reset();
+        let base = self.st.c.msgs_total;
+        if let Some(ctl) = &mut self.st.ctl {
+            ctl.sweep = Some(Sweep { start: now, deadline: now + timeout, sent: 0, base, lost: 0 });
+        }
+        let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.phase == Phase::Open).map(|(k, _)| k).collect();
+        for k in keys {
+            let conn = &mut self.conns[k];
+            conn.pending += 1;
+            conn.inflight.push_back(now_ns);
+            if let Some(s) = self.st.ctl.as_mut().and_then(|c| c.sweep.as_mut()) {
+                s.sent += 1;
+            }
+            if let Err(e) = conn.flush(&self.st.sh) {
+                self.end_conn(k, Some(&format!("write_{}", err_name(&e))), now_ns);
+            }
+        }
+    }
+
+    /// Report the sweep once every message came back or was lost, or at
+    /// its deadline.
+    fn check_sweep(&mut self, now: Instant) {
+        let st = &mut self.st;
+        let Some(sweep) = st.ctl.as_ref().and_then(|c| c.sweep.as_ref()) else { return };
+        let echoed = st.c.msgs_total - sweep.base;
+        if echoed + sweep.lost < sweep.sent && now < sweep.deadline {
+            return;
+        }
+        let hist: Vec<(u64, u64)> =
+            st.hist.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        emit(serde_json::json!({"ev": "swept", "sent": sweep.sent, "echoed": echoed, "lost": sweep.lost,
+            "time_s": now.duration_since(sweep.start).as_secs_f64(), "open": st.c.open,
+            "errors": st.c.errors_total, "errors_by": st.c.errors, "hist": hist}));
+        if let Some(ctl) = &mut st.ctl {
+            ctl.sweep = None;
+        }
     }
 }
