@@ -6,6 +6,7 @@
 use crate::conn::{Conn, MsgSpec, PayloadKind, Phase, RxEvent, Shared};
 use crate::net::{connect, err_name};
 use crate::stats::{self, new_histogram, Reconnects, Report};
+use crate::tls::Transport;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::event::Event;
@@ -116,6 +117,8 @@ pub struct Plan {
     /// Reconnect a slot whose connection the server closed with 1001 or
     /// whose TCP connection dropped (echo, rate and idle modes).
     pub reconnect: bool,
+    /// `wss://`: TLS on every connection.
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 /// Live counters.
@@ -592,7 +595,7 @@ impl<'p> Swarm<'p> {
             Some(plan.source_ips[k])
         };
         st.next_id += 1;
-        let mut stream = match connect(src, plan.addr) {
+        let mut stream = match connect(src, plan.addr).and_then(|s| Transport::new(s, plan.tls.as_ref())) {
             Ok(stream) => stream,
             Err(e) => return Ok(Some(e)),
         };
