@@ -120,6 +120,14 @@ pub struct StepRow {
     pub mem_available_kib: u64,
     /// Sum of the swarm children's VmRSS, KiB.
     pub swarm_rss_kib: u64,
+    /// The most and the fewest fds a server process had (the reuseport
+    /// hash spreads connections unevenly; each process may hold 20,000).
+    pub server_fds_max: u64,
+    /// The fewest fds a server process had.
+    pub server_fds_min: u64,
+    /// The `TCP:` line of /proc/net/sockstat (sockets in use, orphans,
+    /// TIME_WAIT, allocated, buffer pages).
+    pub sockstat_tcp: String,
     /// The echo sweep.
     pub sweep: SweepResult,
     /// Why this was the last step (None: it held and the next one runs).
@@ -403,6 +411,15 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         row.slab_kib = meminfo_kib("Slab");
         row.mem_available_kib = meminfo_kib("MemAvailable");
         row.swarm_rss_kib = kids.procs.iter().filter_map(|c| proc_rss_kib(c.id())).sum();
+        let fds: Vec<u64> = pids.iter().filter_map(|&p| proc_fd_count(p)).collect();
+        row.server_fds_max = fds.iter().copied().max().unwrap_or(0);
+        row.server_fds_min = fds.iter().copied().min().unwrap_or(0);
+        row.sockstat_tcp = std::fs::read_to_string("/proc/net/sockstat")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("TCP:"))
+            .unwrap_or("")
+            .to_string();
         if row.held > 0 {
             let held = row.held as f64;
             row.server_rss_per_conn_b =
@@ -412,13 +429,16 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         }
         eprintln!(
             "step {target}: held {} in {:.1} s ({:.0}/s); servers {} MiB RSS ({:.0} B/conn over baseline); \
-             slab +{:.0} B/conn; sweeping...",
+             slab +{:.0} B/conn; fds per server {}..{}; {}; sweeping...",
             row.held,
             row.ramp_s,
             row.connect_rate,
             row.server_rss_kib / 1024,
             row.server_rss_per_conn_b,
-            row.slab_per_conn_b
+            row.slab_per_conn_b,
+            row.server_fds_min,
+            row.server_fds_max,
+            row.sockstat_tcp
         );
         row.sweep = sweep(&mut kids, cfg, t0);
         let errors: u64 = row.errors.values().sum();
@@ -503,7 +523,9 @@ fn teardown(kids: &mut Kids, cfg: &StepsArgs, pids: &[u32], base: &Baseline) -> 
     for w in kids.stdin.iter_mut() {
         *w = None; // stdin's end means close too
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The children give up their drain after 60 s (then exit, which
+    // closes what is left): wait a little longer than that.
+    let deadline = Instant::now() + Duration::from_secs(75);
     let _ = kids.gather("result", deadline, |k| {
         eprintln!("  still open in the swarm: {}", k.open.iter().sum::<u64>());
     });

@@ -828,7 +828,7 @@ impl State<'_> {
         self.clock.stage = Stage::Drain;
         // Steps mode closes up to 19,000 connections per process on a box
         // busy with a million: give the closing handshakes more time.
-        let drain = if self.plan.mode == Mode::Steps { Duration::from_secs(30) } else { Duration::from_secs(2) };
+        let drain = if self.plan.mode == Mode::Steps { Duration::from_secs(60) } else { Duration::from_secs(2) };
         self.clock.stage_end = Some(now + drain);
     }
 
