@@ -172,8 +172,8 @@ PIDS=$(IFS=,; echo "${SERVER_PIDS[*]}")
 
 # ---- the swarm ----
 STEP_TIMEOUT=$(( MAX_TIME / 3 ))
-# ~20,000 echoes/s on this 2-core box when it is shared: a minute per 1.2M.
-SWEEP_TIMEOUT=$(( MAX / 10000 > 60 ? MAX / 10000 : 60 ))
+# 11,000-20,000 echoes/s on this 2-core box when it is shared.
+SWEEP_TIMEOUT=$(( MAX / 6000 > 60 ? MAX / 6000 : 60 ))
 set +e
 timeout --kill-after=15 "$MAX_TIME" "$LT_BIN" steps --target "ws://127.0.0.1:$PORT/echo" \
     --steps "$STEPS" --procs "$PROCS" --source-ips "$SRC" --server-pids "$PIDS" --size "$SIZE" \
