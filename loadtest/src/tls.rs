@@ -252,14 +252,17 @@ impl TlsStream {
         }
     }
 
-    /// Decrypt what came in; answer the handshake at once if the socket takes it.
+    /// Decrypt what came in; answer the handshake at once if the socket
+    /// takes it. A failed write here is left to the next flush to report:
+    /// the bytes just read (a Close, the server's EOF) come first.
     fn process(&mut self) -> io::Result<()> {
         if let Err(e) = self.tls.process_new_packets() {
             // rustls queued an alert for the server: try to send it.
             let _ = self.drain();
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
-        self.drain().map(|_| ())
+        let _ = self.drain();
+        Ok(())
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
