@@ -332,6 +332,8 @@ struct State<'p> {
     retries: BinaryHeap<Reverse<(u64, u32, u64)>>,
     /// `--reconnect` counts.
     rc: Reconnects,
+    /// `wss://`: full and resumed handshakes.
+    tls: stats::TlsCounts,
     /// One point per tick (about a second): the charts' time series.
     series: Vec<stats::Point>,
     /// Sum of reconnect gaps, ns (for the mean).
@@ -517,6 +519,7 @@ impl<'p> Swarm<'p> {
                 ),
                 retries: BinaryHeap::new(),
                 rc: Reconnects::default(),
+                tls: stats::TlsCounts::default(),
                 gap_ns_sum: 0,
                 next_id: 0,
                 attempts: 0,
@@ -1223,6 +1226,15 @@ impl State<'_> {
             let _ = self.hist.record(us.max(1));
         }
         conn.phase_ns = now_ns;
+        if let Some((resumed, tls13)) = conn.stream.tls_kind() {
+            let t = &mut self.tls;
+            if resumed {
+                t.resumed += 1;
+            } else {
+                t.full += 1;
+            }
+            t.tls13 += u64::from(tls13);
+        }
         if conn.id <= c.initial_limit {
             c.initial_settled += 1;
         }
@@ -1353,6 +1365,9 @@ impl State<'_> {
             r.reconnect = Some(rc);
         }
         r.set_server_cpu(self.probe.cpu_start, self.probe.cpu_end);
+        if plan.tls.is_some() {
+            r.tls = Some(self.tls);
+        }
         if plan.mode == Mode::Idle {
             r.server.rss_before_kib = self.probe.rss_before;
             r.server.rss_after_kib = self.probe.rss_after;

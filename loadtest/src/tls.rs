@@ -213,6 +213,17 @@ impl Transport {
         }
     }
 
+    /// With TLS, once its handshake is done: (resumed, TLS 1.3).
+    pub fn tls_kind(&self) -> Option<(bool, bool)> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(t) => {
+                let resumed = t.tls.handshake_kind()? == rustls::HandshakeKind::Resumed;
+                Some((resumed, t.tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)))
+            }
+        }
+    }
+
     /// Push out what TLS holds for the socket: `Ok(true)` once nothing is
     /// left (always, for a plain socket), `Ok(false)` if the socket is full.
     pub fn drain(&mut self) -> io::Result<bool> {
@@ -559,6 +570,9 @@ mod tests {
         assert!(r.handshakes > 0);
         let (full, resumed) = (s.full.load(Ordering::Relaxed), s.resumed.load(Ordering::Relaxed));
         assert!(resumed > full, "one session cache per process: {full} full, {resumed} resumed");
+        let t = r.tls.unwrap();
+        assert!(t.resumed > 0 && t.resumed <= resumed as u64 && t.full <= full as u64, "{t:?} vs {full}/{resumed}");
+        assert_eq!(t.tls13, t.full + t.resumed, "rustls prefers TLS 1.3");
 
         let s = wss_echo("hs-full");
         let r = swarm(&[
@@ -579,6 +593,7 @@ mod tests {
         assert!(r.errors.is_empty() && r.handshakes > 0, "{:?}", r.errors);
         assert_eq!(s.resumed.load(Ordering::Relaxed), 0);
         assert!(s.full.load(Ordering::Relaxed) as u64 >= r.handshakes);
+        assert_eq!(r.tls.unwrap().resumed, 0);
     }
 
     #[test]
