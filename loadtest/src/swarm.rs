@@ -443,7 +443,7 @@ impl<'p> Swarm<'p> {
             _ => 0,
         };
         let rng = (t0.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
-            .wrapping_add(plan.source_offset as u64 * 0x9E37_79B9_7F4A_7C15)
+            .wrapping_add((plan.source_offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             | 1;
         let life = Lifetimes { rng, lo: plan.lifetime.0.as_nanos() as u64, hi: plan.lifetime.1.as_nanos() as u64 };
         let mut probe = Probe {
