@@ -5,7 +5,7 @@
 #
 #   loadtest/c1m.sh [--steps 100000,250000,500000,1000000] [--port 19700]
 #                   [--servers N] [--procs N] [--ips N] [--size 20]
-#                   [--max-time 540] [--min-available-mib 2048]
+#                   [--max-time 540] [--step-timeout MAX_TIME/3] [--min-available-mib 2048]
 #                   [--out target/c1m] [--no-build] [-- extra wsecho flags]
 #
 # Not a CI test. Needs root for the sysctls it sets (it says which, and puts
@@ -31,6 +31,7 @@ PROCS=
 IPS=
 SIZE=20
 MAX_TIME=540
+STEP_TIMEOUT=
 MIN_AVAIL=2048
 OUT=$ROOT/target/c1m
 BUILD=1
@@ -44,6 +45,7 @@ while [ $# -gt 0 ]; do
         --ips) IPS=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
         --max-time) MAX_TIME=$2; shift 2 ;;
+        --step-timeout) STEP_TIMEOUT=$2; shift 2 ;;
         --min-available-mib) MIN_AVAIL=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -171,7 +173,7 @@ say "$SERVERS servers listening (pids ${SERVER_PIDS[*]:0:3}...)"
 PIDS=$(IFS=,; echo "${SERVER_PIDS[*]}")
 
 # ---- the swarm ----
-STEP_TIMEOUT=$(( MAX_TIME / 3 ))
+STEP_TIMEOUT=${STEP_TIMEOUT:-$(( MAX_TIME / 3 ))}
 # 11,000-20,000 echoes/s on this 2-core box when it is shared.
 SWEEP_TIMEOUT=$(( MAX / 6000 > 60 ? MAX / 6000 : 60 ))
 set +e

@@ -26,7 +26,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Flags of `steps`.
@@ -221,15 +223,17 @@ struct Kids {
     open: Vec<u64>,
     /// Children whose stdout ended.
     exited: Vec<bool>,
+    /// SIGINT/SIGTERM (e.g. `timeout` in c1m.sh): stop waiting, close, report.
+    stop: Arc<AtomicBool>,
 }
 
 impl Kids {
-    fn spawn(procs: usize) -> Kids {
+    fn spawn(procs: usize, stop: Arc<AtomicBool>) -> Kids {
         let exe = std::env::current_exe().unwrap_or_else(|e| crate::fail(format!("current_exe: {e}")));
         let args: Vec<String> = std::env::args().skip(1).collect();
         let (tx, rx) = std::sync::mpsc::channel();
         let mut kids =
-            Kids { procs: Vec::new(), stdin: Vec::new(), rx, open: vec![0; procs], exited: vec![false; procs] };
+            Kids { procs: Vec::new(), stdin: Vec::new(), rx, open: vec![0; procs], exited: vec![false; procs], stop };
         for i in 0..procs {
             let mut child = Command::new(&exe)
                 .args(&args)
@@ -286,7 +290,7 @@ impl Kids {
         let mut last = Instant::now();
         while (0..n).any(|i| got[i].is_none() && !self.exited[i]) {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.stop.load(Ordering::Relaxed) {
                 break;
             }
             if now.duration_since(last) >= Duration::from_secs(1) {
@@ -363,7 +367,7 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         rep.baseline.slab_kib,
         rep.baseline.mem_available_kib / 1024
     );
-    let mut kids = Kids::spawn(procs);
+    let mut kids = Kids::spawn(procs, Arc::clone(&plan.stop));
     // Every child answers `opened` with 0 connections once it is ready.
     let ready = kids.gather("opened", Instant::now() + Duration::from_secs(30), |_| {});
     let mut all_ok = ready.iter().all(|r| r.is_some());
@@ -378,7 +382,10 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         for i in 0..procs {
             kids.send(i, &format!("open {} {}", share(target, i, procs), cfg.step_timeout));
         }
-        let deadline = started + Duration::from_secs_f64(cfg.step_timeout + 10.0);
+        // Each child gives up at --step-timeout after it read `open`; on a
+        // box loaded to a load average of 70 (a million connects on 2 cores)
+        // its answer can take a while longer.
+        let deadline = started + Duration::from_secs_f64(cfg.step_timeout + 60.0);
         let mut low_memory = false;
         let mut prev = (Instant::now(), held_before);
         let got = kids.gather("opened", deadline, |k| {
@@ -401,7 +408,8 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
             }
         });
         row.ramp_s = started.elapsed().as_secs_f64();
-        row.held = sum_u64(&got, "open");
+        // Every child's last word: its answer, or its last tick if it gave none.
+        row.held = kids.open.iter().sum();
         row.connect_rate = row.held.saturating_sub(held_before) as f64 / row.ramp_s.max(1e-3);
         row.errors = sum_errors(&got);
         held_before = row.held;
@@ -443,7 +451,9 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         row.sweep = sweep(&mut kids, cfg, t0);
         let errors: u64 = row.errors.values().sum();
         let dead_now = dead(pids);
-        row.stopped = if answered < procs {
+        row.stopped = if plan.stop.load(Ordering::Relaxed) {
+            Some("interrupted (SIGINT/SIGTERM)".into())
+        } else if answered < procs {
             Some(format!("{} of {procs} swarm processes did not finish the step", procs - answered))
         } else if low_memory {
             Some(format!("MemAvailable fell below {} MiB", cfg.min_available_mib))
@@ -467,6 +477,15 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         );
         all_ok &= row.stopped.is_none();
         rep.steps.push(row);
+        // Saved after every step: a run cut short (--max-time) keeps them.
+        if let Some(path) = json_file {
+            let _ = std::fs::write(path, serde_json::to_string_pretty(&rep).unwrap_or_default() + "\n");
+        }
+    }
+    if plan.stop.load(Ordering::Relaxed) {
+        // Interrupted (c1m.sh's --max-time): show what we have, then close.
+        kids.stop.store(false, Ordering::Relaxed);
+        print_markdown(&rep);
     }
     rep.teardown = teardown(&mut kids, cfg, pids, &rep.baseline);
     let td = &rep.teardown;
