@@ -14,7 +14,9 @@ mod chart;
 mod conn;
 mod net;
 mod stats;
+mod steps;
 mod swarm;
+mod tls;
 
 use clap::{Args, Parser, Subcommand};
 use conn::PayloadKind;
@@ -100,6 +102,19 @@ enum Cmd {
         #[arg(long, default_value_t = 30.0)]
         sample_every: f64,
     },
+    /// The C1M benchmark's driver (see loadtest/c1m.sh): open connections in
+    /// steps (e.g. 100000,250000,500000,1000000) over --procs processes, and
+    /// at each step read the servers' total RSS and the kernel's slab, then
+    /// run an echo sweep (one verified message on every connection). Finally
+    /// close everything and check that the servers' fd counts return to
+    /// their baseline and that no server died. A markdown table on stdout,
+    /// the full report with --json-file.
+    Steps {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        cfg: steps::StepsArgs,
+    },
     /// Draw charts from a saved JSON: a run's report (`--json-file`; the
     /// same charts as --report-dir) or a peer comparison (compare.sh's
     /// summary.json: grouped bar charts).
@@ -131,14 +146,22 @@ enum Cmd {
         /// Send text frames (default binary).
         #[arg(long)]
         text: bool,
+        /// Connect with TLS (wss://).
+        #[arg(long)]
+        tls: bool,
+        #[command(flatten)]
+        tls_args: TlsArgs,
     },
 }
 
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// Server URL; must be loopback (127.0.0.0/8 or ::1).
+    /// Server URL, ws:// or wss:// (TLS; needs --ca or --insecure); must be
+    /// loopback (127.0.0.0/8 or ::1).
     #[arg(long, default_value = "ws://127.0.0.1:8080/echo")]
     target: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Connections (handshakes mode: ignored, see --concurrency).
     #[arg(long, default_value_t = 100)]
     conns: usize,
@@ -181,6 +204,21 @@ struct Common {
     quiet: bool,
 }
 
+/// TLS options for `wss://` targets.
+#[derive(Args, Debug, Clone, Default)]
+struct TlsArgs {
+    /// wss://: trust this CA (or the server's self-signed certificate), PEM.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// wss://: accept any server certificate (self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
+    /// wss://: no TLS session resumption, every handshake a full one
+    /// (default: one session cache per swarm process, so most resume).
+    #[arg(long)]
+    tls_no_resume: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 struct MsgArgs {
     /// Payload bytes per message.
@@ -216,14 +254,28 @@ enum PayloadArg {
     Json,
 }
 
-/// Parse `ws://host[:port]/path[?query]` (with the `url` crate), resolve
-/// it, and refuse anything off loopback. Returns the address to connect to,
-/// the Host header and the request target.
-fn parse_target(target: &str) -> Result<(SocketAddr, String, String), String> {
+/// A parsed `--target`.
+#[derive(Debug)]
+struct Target {
+    /// The address to connect to (loopback).
+    addr: SocketAddr,
+    /// The Host header.
+    host_header: String,
+    /// The request target (path and query).
+    path: String,
+    /// `wss://`: the host the certificate must name.
+    tls_host: Option<url::Host<String>>,
+}
+
+/// Parse `ws[s]://host[:port]/path[?query]` (with the `url` crate), resolve
+/// it, and refuse anything off loopback.
+fn parse_target(target: &str) -> Result<Target, String> {
     let url = url::Url::parse(target).map_err(|e| format!("{target}: {e}"))?;
-    if url.scheme() != "ws" {
-        return Err(format!("{target}: only ws:// URLs are supported"));
-    }
+    let secure = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        _ => return Err(format!("{target}: only ws:// and wss:// URLs are supported")),
+    };
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!("{target}: credentials in the URL are not supported"));
     }
@@ -237,7 +289,8 @@ fn parse_target(target: &str) -> Result<(SocketAddr, String, String), String> {
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     };
-    let addrs = url.socket_addrs(|| Some(80)).map_err(|e| format!("{host_header}: {e}"))?;
+    // RFC 6455 §3: the default port is 80 for ws and 443 for wss.
+    let addrs = url.socket_addrs(|| Some(if secure { 443 } else { 80 })).map_err(|e| format!("{host_header}: {e}"))?;
     let addr = addrs
         .iter()
         .find(|a| a.ip().is_loopback())
@@ -247,8 +300,29 @@ fn parse_target(target: &str) -> Result<(SocketAddr, String, String), String> {
     if addrs.iter().any(|a| !a.ip().is_loopback()) && !localhost {
         return Err(format!("{host_header}: resolves off loopback; refusing"));
     }
-    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    Ok((addr, host_header, path.to_string()))
+    let path = url[url::Position::BeforePath..url::Position::AfterQuery].to_string();
+    let tls_host = if secure { url.host().map(|h| h.to_owned()) } else { None };
+    Ok(Target { addr, host_header, path, tls_host })
+}
+
+/// The TLS client for a `wss://` target (None for `ws://`).
+fn tls_client(t: &Target, a: &TlsArgs) -> Result<Option<tls::TlsClient>, String> {
+    let Some(host) = &t.tls_host else {
+        if a.ca.is_some() || a.insecure || a.tls_no_resume {
+            return Err("--ca, --insecure and --tls-no-resume need a wss:// target".into());
+        }
+        return Ok(None);
+    };
+    let host = match host {
+        url::Host::Domain(d) => url::Host::Domain(d.as_str()),
+        url::Host::Ipv4(i) => url::Host::Ipv4(*i),
+        url::Host::Ipv6(i) => url::Host::Ipv6(*i),
+    };
+    if a.insecure {
+        eprintln!("wsecho-loadtest: --insecure: the server's certificate is not verified");
+    }
+    let opts = tls::TlsOptions { ca: a.ca.clone(), insecure: a.insecure, no_resume: a.tls_no_resume };
+    tls::TlsClient::new(&host, &opts).map(Some)
 }
 
 /// Raise the soft open-file limit to the hard one (each connection is a
@@ -292,6 +366,10 @@ fn main() {
         eprintln!("open-file limit: soft {soft}, hard {hard}");
     }
 
+    let steps_cfg = match &cli.cmd {
+        Cmd::Steps { common, cfg } => Some((common.clone(), cfg.clone())),
+        _ => None,
+    };
     let (mut plan, common, json) = build_plan(cli.cmd, stop);
     for ip in &plan.source_ips {
         if !ip.is_loopback() {
@@ -325,6 +403,11 @@ fn main() {
         eprintln!("note: one source IP has ~28k ephemeral ports; consider --source-ips");
     }
 
+    if plan.mode == Mode::Steps {
+        let Some((common, cfg)) = steps_cfg else { unreachable!("steps mode has its arguments") };
+        let ok = steps::run_parent(&plan, procs, &cfg, common.json_file.as_deref());
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let report = if procs == 1 {
         swarm::run(&plan).unwrap_or_else(|e| fail(format!("swarm: {e}")))
     } else {
@@ -371,7 +454,9 @@ fn draw_from_json(from: &std::path::Path, out: &std::path::Path) {
 
 fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
     let mk = |mode: Mode, c: &Common, size: usize, text: bool| {
-        let (addr, host, path) = parse_target(&c.target).unwrap_or_else(|e| fail(e));
+        let t = parse_target(&c.target).unwrap_or_else(|e| fail(e));
+        let tls = tls_client(&t, &c.tls).unwrap_or_else(|e| fail(e));
+        let Target { addr, host_header: host, path, .. } = t;
         Plan {
             mode,
             url: c.target.clone(),
@@ -401,6 +486,7 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
             classic_every: Duration::from_secs(4),
             stop: Arc::clone(&stop),
             reconnect: c.reconnect,
+            tls,
         }
     };
     match cmd {
@@ -452,11 +538,12 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
             let j = common.json;
             (p, Some(common), j)
         }
-        Cmd::Classic { connections, host, port, payload_bytes, path, duration, text } => {
+        Cmd::Classic { connections, host, port, payload_bytes, path, duration, text, tls, tls_args } => {
+            let scheme = if tls { "wss" } else { "ws" };
             let url = if host.contains(':') {
-                format!("ws://[{host}]:{port}{path}")
+                format!("{scheme}://[{host}]:{port}{path}")
             } else {
-                format!("ws://{host}:{port}{path}")
+                format!("{scheme}://{host}:{port}{path}")
             };
             let common = Common {
                 target: url,
@@ -472,9 +559,23 @@ fn build_plan(cmd: Cmd, stop: Arc<AtomicBool>) -> (Plan, Option<Common>, bool) {
                 report_dir: None,
                 reconnect: false,
                 quiet: true,
+                tls: tls_args,
             };
             let p = mk(Mode::Classic, &common, payload_bytes, text);
             (p, None, false)
+        }
+        Cmd::Steps { mut common, cfg } => {
+            if common.reconnect {
+                fail("--reconnect: steps mode counts every lost connection as an error".into());
+            }
+            if cfg.steps.is_empty() || cfg.steps.windows(2).any(|w| w[1] <= w[0]) {
+                fail("--steps: give increasing connection counts, e.g. 100000,250000".into());
+            }
+            common.conns = cfg.steps.iter().copied().max().unwrap_or(0);
+            let mut p = mk(Mode::Steps, &common, cfg.size, false);
+            p.warmup = Duration::ZERO;
+            p.quiet = true;
+            (p, Some(common), false)
         }
         Cmd::Chart { .. } => unreachable!("main handles chart before planning a run"),
     }
@@ -640,21 +741,49 @@ mod tests {
         assert!(parse_target("ws://[::1]:9001/echo").is_ok());
         assert!(parse_target("ws://10.0.0.1:9001/echo").is_err());
         assert!(parse_target("ws://8.8.8.8:80/").is_err());
-        assert!(parse_target("wss://127.0.0.1:1/").is_err());
-        let (a, h, p) = parse_target("ws://127.0.0.1:8080/echo").unwrap();
-        assert_eq!((a.port(), h.as_str(), p.as_str()), (8080, "127.0.0.1:8080", "/echo"));
+        assert!(parse_target("wss://10.0.0.1:1/").is_err());
+        let t = parse_target("ws://127.0.0.1:8080/echo").unwrap();
+        assert_eq!((t.addr.port(), t.host_header.as_str(), t.path.as_str()), (8080, "127.0.0.1:8080", "/echo"));
+        assert!(t.tls_host.is_none());
     }
 
     #[test]
     fn target_port_path_and_query() {
-        let (a, h, p) = parse_target("ws://127.0.0.1/").unwrap();
-        assert_eq!((a.port(), h.as_str(), p.as_str()), (80, "127.0.0.1", "/"));
-        let (a, h, p) = parse_target("ws://127.0.0.1:9001").unwrap();
-        assert_eq!((a.port(), h.as_str(), p.as_str()), (9001, "127.0.0.1:9001", "/"));
-        let (a, h, p) = parse_target("ws://[::1]:9001/echo?room=a%20b").unwrap();
-        assert_eq!((a.port(), h.as_str(), p.as_str()), (9001, "[::1]:9001", "/echo?room=a%20b"));
-        let (_, h, p) = parse_target("ws://127.0.0.1:9001?x=1").unwrap();
-        assert_eq!((h.as_str(), p.as_str()), ("127.0.0.1:9001", "/?x=1"));
+        let parts = |u: &str| {
+            let t = parse_target(u).unwrap();
+            (t.addr.port(), t.host_header, t.path, t.tls_host.map(|h| h.to_string()))
+        };
+        assert_eq!(parts("ws://127.0.0.1/"), (80, "127.0.0.1".into(), "/".into(), None));
+        assert_eq!(parts("ws://127.0.0.1:9001"), (9001, "127.0.0.1:9001".into(), "/".into(), None));
+        assert_eq!(
+            parts("ws://[::1]:9001/echo?room=a%20b"),
+            (9001, "[::1]:9001".into(), "/echo?room=a%20b".into(), None)
+        );
+        assert_eq!(parts("ws://127.0.0.1:9001?x=1"), (9001, "127.0.0.1:9001".into(), "/?x=1".into(), None));
+    }
+
+    #[test]
+    fn wss_target_defaults_to_443_and_names_its_host() {
+        let t = parse_target("wss://127.0.0.1/echo").unwrap();
+        assert_eq!((t.addr.port(), t.tls_host.map(|h| h.to_string())), (443, Some("127.0.0.1".into())));
+        let t = parse_target("wss://localhost:9443/echo").unwrap();
+        assert_eq!((t.addr.port(), t.tls_host.map(|h| h.to_string())), (9443, Some("localhost".into())));
+        let t = parse_target("wss://[::1]:9443/").unwrap();
+        assert_eq!(t.tls_host.map(|h| h.to_string()), Some("[::1]".into()));
+    }
+
+    #[test]
+    fn wss_needs_a_ca_or_insecure_and_tls_flags_need_wss() {
+        let wss = parse_target("wss://127.0.0.1:9443/echo").unwrap();
+        let ws = parse_target("ws://127.0.0.1:9001/echo").unwrap();
+        let none = TlsArgs::default();
+        let insecure = TlsArgs { insecure: true, ..Default::default() };
+        assert!(tls_client(&wss, &none).unwrap_err().contains("--ca"));
+        assert!(tls_client(&wss, &insecure).unwrap().is_some());
+        assert!(tls_client(&ws, &none).unwrap().is_none());
+        assert!(tls_client(&ws, &insecure).is_err());
+        let missing = TlsArgs { ca: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        assert!(tls_client(&wss, &missing).unwrap_err().contains("/nonexistent/ca.pem"));
     }
 
     #[test]
@@ -663,6 +792,7 @@ mod tests {
         assert!(parse_target("ws://user:pw@127.0.0.1:9001/").is_err(), "credentials");
         assert!(parse_target("ws://127.0.0.1:9001/echo#frag").is_err(), "fragment");
         assert!(parse_target("http://127.0.0.1:9001/").is_err(), "scheme");
+        assert!(parse_target("https://127.0.0.1:9001/").is_err(), "scheme");
         assert!(parse_target("127.0.0.1:9001").is_err(), "no scheme");
     }
 }

@@ -40,6 +40,9 @@ pub fn connect(src: Option<IpAddr>, dst: SocketAddr) -> io::Result<TcpStream> {
 /// A short, stable name for a socket error, used as an error-count key
 /// (`connect_refused`, `read_reset`, ...).
 pub fn err_name(e: &io::Error) -> String {
+    if let Some(name) = crate::tls::tls_err_name(e) {
+        return name;
+    }
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => "refused".into(),
         Some(libc::ECONNRESET) => "reset".into(),

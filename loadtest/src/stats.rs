@@ -130,6 +130,17 @@ pub struct Reconnects {
     pub gap_ms_max: f64,
 }
 
+/// `wss://`: how the TLS handshakes went (upgraded connections only).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsCounts {
+    /// Full handshakes (a HelloRetryRequest included).
+    pub full: u64,
+    /// Resumed sessions (the server took our ticket or session id).
+    pub resumed: u64,
+    /// Connections that negotiated TLS 1.3 (the rest: 1.2).
+    pub tls13: u64,
+}
+
 impl Reconnects {
     /// Add `o` (another process's counts) to these.
     pub fn add(&mut self, o: &Reconnects) {
@@ -206,6 +217,9 @@ pub struct Report {
     /// `--reconnect` counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnect: Option<Reconnects>,
+    /// `wss://`: full and resumed TLS handshakes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsCounts>,
     /// Server RSS / fd samples (`--server-pid` with `--sample-every`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Sample>,
@@ -255,6 +269,7 @@ impl Report {
         out.msgs_run = 0;
         out.corrupted = 0;
         out.reconnect = parts.first().and_then(|p| p.reconnect.as_ref()).map(|_| Reconnects::default());
+        out.tls = parts.first().and_then(|p| p.tls).map(|_| TlsCounts::default());
         out.handshakes = 0;
         out.msgs_per_s = 0.0;
         out.mb_per_s = 0.0;
@@ -270,6 +285,11 @@ impl Report {
             out.corrupted += p.corrupted;
             if let (Some(a), Some(b)) = (&mut out.reconnect, &p.reconnect) {
                 a.add(b);
+            }
+            if let (Some(a), Some(b)) = (&mut out.tls, &p.tls) {
+                a.full += b.full;
+                a.resumed += b.resumed;
+                a.tls13 += b.tls13;
             }
             out.handshakes += p.handshakes;
             out.msgs_per_s += p.msgs_per_s;
@@ -369,6 +389,15 @@ impl Report {
         }
         if self.mode != "handshakes" && self.mode != "idle" {
             e(&format!("  verified    {} echoes over the whole run, {} corrupted", self.msgs_run, self.corrupted));
+        }
+        if let Some(t) = &self.tls {
+            e(&format!(
+                "  tls         {} full handshakes, {} resumed; {} TLS 1.3, {} TLS 1.2",
+                t.full,
+                t.resumed,
+                t.tls13,
+                t.full + t.resumed - t.tls13
+            ));
         }
         if let Some(r) = &self.reconnect {
             let drops: Vec<String> = r.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();

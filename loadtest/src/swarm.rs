@@ -6,6 +6,7 @@
 use crate::conn::{Conn, MsgSpec, PayloadKind, Phase, RxEvent, Shared};
 use crate::net::{connect, err_name};
 use crate::stats::{self, new_histogram, Reconnects, Report};
+use crate::tls::Transport;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::event::Event;
@@ -35,6 +36,9 @@ pub enum Mode {
     /// Closed loop, depth 1; every connection closes (Close 1000) after a
     /// random lifetime and is replaced by a new one.
     Churn,
+    /// A child of `steps` (the C1M benchmark): opens connections, holds
+    /// them, and runs echo sweeps when its parent says so on stdin.
+    Steps,
 }
 
 impl Mode {
@@ -46,6 +50,7 @@ impl Mode {
             Mode::Handshakes => "handshakes",
             Mode::Classic => "classic",
             Mode::Churn => "churn",
+            Mode::Steps => "steps",
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Plan {
     /// Reconnect a slot whose connection the server closed with 1001 or
     /// whose TCP connection dropped (echo, rate and idle modes).
     pub reconnect: bool,
+    /// `wss://`: TLS on every connection.
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 /// Live counters.
@@ -325,6 +332,8 @@ struct State<'p> {
     retries: BinaryHeap<Reverse<(u64, u32, u64)>>,
     /// `--reconnect` counts.
     rc: Reconnects,
+    /// `wss://`: full and resumed handshakes.
+    tls: stats::TlsCounts,
     /// One point per tick (about a second): the charts' time series.
     series: Vec<stats::Point>,
     /// Sum of reconnect gaps, ns (for the mean).
@@ -333,9 +342,49 @@ struct State<'p> {
     next_id: u64,
     /// Connects started (ramp-up accounting; not handshakes mode).
     attempts: usize,
+    /// Connects the ramp-up makes in all: `plan.conns`, or (steps mode)
+    /// the number the parent last asked for.
+    target: usize,
+    /// Steps mode: commands from the parent, and the sweep in progress.
+    ctl: Option<Control>,
     bar: Option<ProgressBar>,
     /// Live lines on stderr (not a child, not --quiet).
     show: bool,
+}
+
+/// The token of the waker that announces a command from the parent on
+/// stdin (steps mode); no connection ever gets it (slab keys stay far below).
+const CONTROL: Token = Token(usize::MAX);
+
+/// Steps mode: what the parent process drives over this child's stdin, one
+/// command a line:
+/// - `open N SECS`: make connects until N were attempted in all (at most
+///   `--ramp` in progress), giving up after SECS; then print
+///   `{"ev":"opened",...}` with the open count and the errors so far;
+/// - `stop`: make no further connects (the parent saw memory run low);
+/// - `sweep SECS`: every open connection sends one message; once every echo
+///   is in (verified), or lost with its connection, or SECS passed, print
+///   `{"ev":"swept",...}` with the counts, the time and the latency histogram;
+/// - `close` (or stdin's end): close everything politely and report.
+#[derive(Debug)]
+struct Control {
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Kept alive for the reader thread (dropping it unregisters the waker).
+    _waker: Arc<mio::Waker>,
+    sweep: Option<Sweep>,
+}
+
+/// One echo sweep in progress.
+#[derive(Debug)]
+struct Sweep {
+    start: Instant,
+    deadline: Instant,
+    /// Messages sent (one per open connection).
+    sent: u64,
+    /// `msgs_total` when the sweep began (echoes since = this sweep's).
+    base: u64,
+    /// Messages whose connection ended before the echo came.
+    lost: u64,
 }
 
 /// One swarm process: the connections and the event loop around them.
@@ -354,6 +403,8 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
     let mut events = Events::with_capacity(4096);
     loop {
         let now = Instant::now();
+        swarm.commands(now);
+        swarm.check_sweep(now);
         swarm.open_connections(now)?;
         if swarm.advance_stage(now) {
             break;
@@ -392,7 +443,7 @@ impl<'p> Swarm<'p> {
             _ => 0,
         };
         let rng = (t0.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
-            .wrapping_add(plan.source_offset as u64 * 0x9E37_79B9_7F4A_7C15)
+            .wrapping_add((plan.source_offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             | 1;
         let life = Lifetimes { rng, lo: plan.lifetime.0.as_nanos() as u64, hi: plan.lifetime.1.as_nanos() as u64 };
         let mut probe = Probe {
@@ -412,7 +463,7 @@ impl<'p> Swarm<'p> {
             settle_at: None,
             announced_open: false,
         };
-        let bar = if show && plan.mode != Mode::Handshakes {
+        let bar = if show && !matches!(plan.mode, Mode::Handshakes | Mode::Steps) {
             let b = ProgressBar::with_draw_target(Some(plan.conns as u64), ProgressDrawTarget::stderr_with_hz(5));
             b.set_style(
                 ProgressStyle::with_template("ramp-up {bar:40} {pos}/{len} open  {per_sec}  {msg}")
@@ -433,10 +484,13 @@ impl<'p> Swarm<'p> {
                 clock.window_start = t0;
             }
         }
+        let poll = Poll::new()?;
+        let ctl = if plan.mode == Mode::Steps { Some(Control::from_stdin(&poll)?) } else { None };
+        let target = if plan.mode == Mode::Steps { 0 } else { plan.conns };
         let now = Instant::now();
         Ok(Swarm {
             conns: Slab::with_capacity(plan.conns.min(1 << 16)),
-            poll: Poll::new()?,
+            poll,
             rbuf: vec![0u8; 256 * 1024],
             st: State {
                 plan,
@@ -465,9 +519,12 @@ impl<'p> Swarm<'p> {
                 ),
                 retries: BinaryHeap::new(),
                 rc: Reconnects::default(),
+                tls: stats::TlsCounts::default(),
                 gap_ns_sum: 0,
                 next_id: 0,
                 attempts: 0,
+                target,
+                ctl,
                 bar,
                 show,
             },
@@ -486,7 +543,7 @@ impl<'p> Swarm<'p> {
         } else if churn {
             st.clock.stage != Stage::Drain && self.conns.len() < plan.conns
         } else {
-            st.attempts < plan.conns && st.clock.stage == Stage::Ramp
+            st.attempts < st.target && st.clock.stage == Stage::Ramp
         };
         if plan.stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -495,7 +552,7 @@ impl<'p> Swarm<'p> {
             let limit = if handshake_mode { plan.conns } else { plan.ramp };
             let refill = handshake_mode || churn;
             while self.st.c.in_progress < limit
-                && (if refill { self.conns.len() < plan.conns } else { self.st.attempts < plan.conns })
+                && (if refill { self.conns.len() < plan.conns } else { self.st.attempts < self.st.target })
             {
                 self.st.attempts += 1;
                 if let Some(e) = self.start_connect(now, 0, 0)? {
@@ -541,7 +598,7 @@ impl<'p> Swarm<'p> {
             Some(plan.source_ips[k])
         };
         st.next_id += 1;
-        let mut stream = match connect(src, plan.addr) {
+        let mut stream = match connect(src, plan.addr).and_then(|s| Transport::new(s, plan.tls.as_ref())) {
             Ok(stream) => stream,
             Err(e) => return Ok(Some(e)),
         };
@@ -560,6 +617,9 @@ impl<'p> Swarm<'p> {
     fn drop_conn(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(sweep) = self.st.ctl.as_mut().and_then(|ctl| ctl.sweep.as_mut()) {
+                sweep.lost += conn.inflight.len() as u64;
+            }
             let c = &mut self.st.c;
             match conn.phase {
                 Phase::Connecting | Phase::Handshaking => {
@@ -667,13 +727,21 @@ impl State<'_> {
         let ramp_done = if churn {
             self.c.initial_settled >= plan.conns as u64
         } else {
-            self.attempts >= plan.conns && self.c.in_progress == 0
+            self.attempts >= self.target && self.c.in_progress == 0
         };
         if !(ramp_done || now >= self.clock.ramp_deadline || plan.stop.load(Ordering::Relaxed)) {
             return;
         }
         if !ramp_done {
             self.c.err("ramp_timeout");
+        }
+        if plan.mode == Mode::Steps {
+            // Hold (a window without an end) until the parent's next command.
+            self.clock.stage = Stage::Window;
+            self.clock.stage_end = None;
+            emit(serde_json::json!({"ev": "opened", "open": self.c.open, "attempts": self.attempts,
+                "errors": self.c.errors_total, "errors_by": self.c.errors, "ramp_timeout": !ramp_done}));
+            return;
         }
         if let Some(b) = &self.bar {
             b.finish_and_clear();
@@ -761,7 +829,10 @@ impl State<'_> {
             emit(serde_json::json!({"ev": "window_end"}));
         }
         self.clock.stage = Stage::Drain;
-        self.clock.stage_end = Some(now + Duration::from_secs(2));
+        // Steps mode closes up to 19,000 connections per process on a box
+        // busy with a million: give the closing handshakes more time.
+        let drain = if self.plan.mode == Mode::Steps { Duration::from_secs(60) } else { Duration::from_secs(2) };
+        self.clock.stage_end = Some(now + drain);
     }
 
     /// `--reconnect`: attempt `attempt - 1` to restore a slot failed with
@@ -1155,6 +1226,15 @@ impl State<'_> {
             let _ = self.hist.record(us.max(1));
         }
         conn.phase_ns = now_ns;
+        if let Some((resumed, tls13)) = conn.stream.tls_kind() {
+            let t = &mut self.tls;
+            if resumed {
+                t.resumed += 1;
+            } else {
+                t.full += 1;
+            }
+            t.tls13 += u64::from(tls13);
+        }
         if conn.id <= c.initial_limit {
             c.initial_settled += 1;
         }
@@ -1189,7 +1269,7 @@ impl State<'_> {
                 let off = conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % self.rate_interval_ns.max(1);
                 self.timers.push(Reverse((now_ns + off, key, conn.id)));
             }
-            Mode::Idle => conn.phase = Phase::Open,
+            Mode::Idle | Mode::Steps => conn.phase = Phase::Open,
         }
     }
 
@@ -1271,7 +1351,7 @@ impl State<'_> {
             samples: self.probe.samples,
             ..Default::default()
         };
-        if plan.mode == Mode::Idle {
+        if matches!(plan.mode, Mode::Idle | Mode::Steps) {
             r.window_s = window_len.as_secs_f64();
             r.msgs_per_s = 0.0;
             r.mb_per_s = 0.0;
@@ -1285,6 +1365,9 @@ impl State<'_> {
             r.reconnect = Some(rc);
         }
         r.set_server_cpu(self.probe.cpu_start, self.probe.cpu_end);
+        if plan.tls.is_some() {
+            r.tls = Some(self.tls);
+        }
         if plan.mode == Mode::Idle {
             r.server.rss_before_kib = self.probe.rss_before;
             r.server.rss_after_kib = self.probe.rss_after;
@@ -1295,5 +1378,105 @@ impl State<'_> {
             }
         }
         r
+    }
+}
+
+// ---- steps mode: the parent's commands ----
+impl Control {
+    /// Read the parent's commands from stdin in a thread; each line wakes
+    /// the poller. The end of stdin (the parent is gone) reads as `close`,
+    /// so a child never outlives its parent's pipe.
+    fn from_stdin(poll: &Poll) -> io::Result<Control> {
+        let waker = Arc::new(mio::Waker::new(poll.registry(), CONTROL)?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Arc::clone(&waker);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    return;
+                }
+                let _ = w.wake();
+            }
+            let _ = tx.send("close".to_string());
+            let _ = w.wake();
+        });
+        Ok(Control { rx, _waker: waker, sweep: None })
+    }
+}
+
+/// `SECS` of a command, or `default`.
+fn secs_arg(word: Option<&str>, default: f64) -> Duration {
+    Duration::from_secs_f64(word.and_then(|w| w.parse::<f64>().ok()).filter(|s| *s >= 0.0).unwrap_or(default))
+}
+
+impl Swarm<'_> {
+    /// Steps mode: carry out the parent's commands that arrived.
+    fn commands(&mut self, now: Instant) {
+        let Some(ctl) = &self.st.ctl else { return };
+        let cmds: Vec<String> = ctl.rx.try_iter().collect();
+        for cmd in cmds {
+            let mut w = cmd.split_whitespace();
+            match w.next() {
+                Some("open") => {
+                    let n = w.next().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+                    let st = &mut self.st;
+                    if st.clock.stage == Stage::Drain {
+                        continue;
+                    }
+                    st.target = n.max(st.attempts);
+                    st.clock.stage = Stage::Ramp;
+                    st.clock.stage_end = None;
+                    st.clock.ramp_deadline = now + secs_arg(w.next(), 300.0);
+                }
+                Some("stop") => self.st.target = self.st.attempts,
+                Some("sweep") => self.start_sweep(now, secs_arg(w.next(), 60.0)),
+                Some("close") if self.st.clock.stage != Stage::Drain => self.begin_drain(now),
+                _ => {}
+            }
+        }
+    }
+
+    /// Every open connection sends one message (the echo is verified as
+    /// usual); `check_sweep` reports once all are back.
+    fn start_sweep(&mut self, now: Instant, timeout: Duration) {
+        let now_ns = self.st.clock.ns(now);
+        self.st.hist.reset();
+        let base = self.st.c.msgs_total;
+        if let Some(ctl) = &mut self.st.ctl {
+            ctl.sweep = Some(Sweep { start: now, deadline: now + timeout, sent: 0, base, lost: 0 });
+        }
+        let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.phase == Phase::Open).map(|(k, _)| k).collect();
+        for k in keys {
+            let conn = &mut self.conns[k];
+            conn.pending += 1;
+            conn.inflight.push_back(now_ns);
+            if let Some(s) = self.st.ctl.as_mut().and_then(|c| c.sweep.as_mut()) {
+                s.sent += 1;
+            }
+            if let Err(e) = conn.flush(&self.st.sh) {
+                self.end_conn(k, Some(&format!("write_{}", err_name(&e))), now_ns);
+            }
+        }
+    }
+
+    /// Report the sweep once every message came back or was lost, or at
+    /// its deadline.
+    fn check_sweep(&mut self, now: Instant) {
+        let st = &mut self.st;
+        let Some(sweep) = st.ctl.as_ref().and_then(|c| c.sweep.as_ref()) else { return };
+        let echoed = st.c.msgs_total - sweep.base;
+        if echoed + sweep.lost < sweep.sent && now < sweep.deadline {
+            return;
+        }
+        let hist: Vec<(u64, u64)> =
+            st.hist.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        emit(serde_json::json!({"ev": "swept", "sent": sweep.sent, "echoed": echoed, "lost": sweep.lost,
+            "time_s": now.duration_since(sweep.start).as_secs_f64(), "open": st.c.open,
+            "errors": st.c.errors_total, "errors_by": st.c.errors, "hist": hist}));
+        if let Some(ctl) = &mut st.ctl {
+            ctl.sweep = None;
+        }
     }
 }
