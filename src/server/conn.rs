@@ -12,14 +12,19 @@
 //!                 builds: 120 B there), id 4, phase 40 (Session 32 +
 //!                 Closing's two bools + tag), inbuf 16 (fat Box<[u8]>),
 //!                 out 8, pmd 8, four u32 ticks 16, five bools 5, pad 3
-//! timer wheel   one live entry (usize key, u32 id, u32 tick)             16 B
-//!               + the slot Vec's doubling slack                       0-16 B
-//! handshake     a DeadlineQueue entry (Instant, usize, u32) stays until   32 B
-//!               handshake_timeout (10 s) after accept, upgraded or not
-//!               + the VecDeque's doubling slack                        0-32 B
+//! timer wheel   one live entry (u32 key, u32 id; the tick is implied     8 B
+//!               by the slot), was (usize, u32, u32) = 16 B
+//!               + the slot Vec's doubling slack                        0-8 B
+//! handshake     a DeadlineQueue entry (u32 key, u32 id; deadlines run-    8 B
+//!               length encoded per millisecond) stays until
+//!               handshake_timeout (10 s) after accept, upgraded or not;
+//!               was (Instant, usize, u32) = 32 B
+//!               + the VecDeque's doubling slack                        0-8 B
 //! ```
 //!
-//! 104 + 16 + 32 = 152 B plus slack; measured 159-162 B (2026-12-02).
+//! 104 + 8 + 8 = 120 B plus slack; measured 134 B (two reactors) and 126 B
+//! (`--threads 1`), down from 162 B / 159 B with 16 + 32 B of timers
+//! (2026-12-02, same session).
 //! The slab itself is reserved for this reactor's share of
 //! `--max-connections` up front and never doubles; pages of it that no
 //! connection has touched are not resident, so the reservation costs no RSS.
