@@ -54,6 +54,44 @@ pub enum Action {
     Close(Option<(CloseCode, Range<usize>)>),
 }
 
+/// What one [`Session::echo_short_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShortRun {
+    /// Input bytes consumed: whole frames only.
+    pub consumed: usize,
+    /// Echo bytes now at the front of the buffer (`consumed` minus 4 per
+    /// frame).
+    pub written: usize,
+    /// Frames echoed (each one a whole message).
+    pub frames: usize,
+    /// Payload bytes echoed.
+    pub payload: usize,
+    /// Of `frames`, the Binary ones (the rest are Text).
+    pub binary_frames: usize,
+    /// Of `payload`, the bytes of Binary frames.
+    pub binary_payload: usize,
+}
+
+/// Copy `len` masked bytes from `buf[src..]` to `buf[dst..]` (`dst + 4 <=
+/// src`), unmasking them with `key` from key index 0: 8-byte words, then
+/// bytes. Moving left by at least 4, every word is read before a write can
+/// reach it.
+#[inline]
+fn unmask_left(buf: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) {
+    debug_assert!(dst + 4 <= src);
+    let k8 = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
+    let mut i = 0;
+    while i + 8 <= len {
+        let v = u64::from_ne_bytes(buf[src + i..src + i + 8].try_into().expect("8 bytes")) ^ k8;
+        buf[dst + i..dst + i + 8].copy_from_slice(&v.to_ne_bytes());
+        i += 8;
+    }
+    while i < len {
+        buf[dst + i] = buf[src + i] ^ key[i & 3];
+        i += 1;
+    }
+}
+
 /// Decoding state of one connection (32 bytes; see the size test).
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -236,6 +274,82 @@ impl Session {
             }
         };
         Ok(Some((action, end)))
+    }
+
+    /// The fast path for a run of complete short frames: echo every
+    /// complete, masked, unfragmented Text or Binary frame with at most 125
+    /// payload bytes and no RSV bits at the front of `buf`, re-encoded as
+    /// server frames **in place**: the echo bytes are written at
+    /// `buf[..written]` (each frame shrinks by its 4-byte key, so the output
+    /// never overtakes the input it still has to read).
+    ///
+    /// It stops, consuming nothing more, at the first frame it does not
+    /// handle — incomplete, a control frame, fragmented, longer than 125
+    /// bytes or than the limits, RSV bits, unmasked, text that is not UTF-8,
+    /// or any frame while a message or a streamed frame is in progress —
+    /// and leaves that frame's bytes untouched for [`Session::next`], which
+    /// then answers exactly as it would have. For the frames it does handle,
+    /// the output, the session state after them, and the bytes consumed are
+    /// those of calling `next` once per frame and encoding each echo with
+    /// [`super::frame::FrameHeader::encode`] (the differential test in
+    /// `tests/fast_path_vs_general.rs` and the `fast_path` fuzz target
+    /// check it).
+    pub fn echo_short_run(&mut self, buf: &mut [u8], limits: &Limits) -> ShortRun {
+        let mut run = ShortRun::default();
+        if self.role != Role::Server || self.in_message || self.stream_left != 0 || self.partial_done != 0 {
+            return run;
+        }
+        let max = limits.max_frame_payload.min(limits.max_message).min(125) as usize;
+        let (mut r, mut w) = (0usize, 0usize);
+        let mut last_text = None;
+        while let Some(&[b0, b1]) = buf.get(r..r + 2) {
+            // FIN, no RSV bits, Text (0x1) or Binary (0x2); MASK set and a
+            // 7-bit length (126/127 announce longer frames).
+            if !(b0 == 0x81 || b0 == 0x82) || b1 < 0x80 {
+                break;
+            }
+            let len = (b1 & 0x7F) as usize;
+            let end = r + 6 + len;
+            if len > max || end > buf.len() {
+                break;
+            }
+            let key = [buf[r + 2], buf[r + 3], buf[r + 4], buf[r + 5]];
+            let text = b0 == 0x81;
+            if text {
+                // Unmask where it lies and check it; invalid UTF-8 is put
+                // back as it came, for `next` to report.
+                let p = &mut buf[r + 6..end];
+                apply_mask(p, key, 0);
+                if !super::utf8::is_valid(p) {
+                    apply_mask(p, key, 0);
+                    break;
+                }
+                buf[w] = b0;
+                buf[w + 1] = len as u8;
+                buf.copy_within(r + 6..end, w + 2);
+            } else {
+                buf[w] = b0;
+                buf[w + 1] = len as u8;
+                unmask_left(buf, r + 6, w + 2, len, key);
+            }
+            last_text = Some(text);
+            run.frames += 1;
+            run.payload += len;
+            run.binary_frames += usize::from(!text);
+            run.binary_payload += if text { 0 } else { len };
+            w += 2 + len;
+            r = end;
+        }
+        if let Some(text) = last_text {
+            // As `begin_data_frame` leaves it after a FIN frame.
+            self.msg_text = text;
+            self.msg_compressed = false;
+            self.msg_len = 0;
+            self.fragments = 0;
+        }
+        run.consumed = r;
+        run.written = w;
+        run
     }
 
     /// Message bookkeeping for a data frame whose header was accepted (done
