@@ -6,12 +6,15 @@
 //! --server-pid …`, read 1 s after the last upgrade) is the sum of:
 //!
 //! ```text
-//! slab slot     Conn (release layout; the slab's Vacant/Occupied        104 B
+//! slab slot     Conn (release layout; the slab's Vacant/Occupied         96 B
 //!               tag sits in a niche of Conn, so the slot is no larger)
 //!                 stream 4 (one fd; mio adds a selector id in debug
-//!                 builds: 120 B there), id 4, phase 40 (Session 32 +
-//!                 Closing's two bools + tag), inbuf 16 (fat Box<[u8]>),
-//!                 out 8, pmd 8, four u32 ticks 16, five bools 5, pad 3
+//!                 builds: 112 B there), id 4, phase 32 (Session 28 +
+//!                 tag; Closing's two bools fit beside it), inbuf 16 (fat
+//!                 Box<[u8]>), out 8, pmd 8, four u32 ticks 16, five bools
+//!                 5, pad 3. Was 104 B with a 32-byte Session (three
+//!                 message bools beside the RSV byte, a 4-byte UTF-8 carry
+//!                 of which 3 are ever used) and a 40-byte Phase.
 //! timer wheel   one live entry (u32 key, u32 id; the tick is implied     8 B
 //!               by the slot), was (usize, u32, u32) = 16 B
 //!               + the slot Vec's doubling slack                        0-8 B
@@ -22,9 +25,9 @@
 //!               + the VecDeque's doubling slack                        0-8 B
 //! ```
 //!
-//! 104 + 8 + 8 = 120 B plus slack; measured 134 B (two reactors) and 126 B
-//! (`--threads 1`), down from 162 B / 159 B with 16 + 32 B of timers
-//! (2026-12-02, same session).
+//! 96 + 8 + 8 = 112 B plus slack. Measured (2026-12-02, same session):
+//! 162 B (two reactors) / 159 B (`--threads 1`) at the start; 134 / 126 B
+//! with 8-byte timer entries; see the commit log for the Session cut.
 //! The slab itself is reserved for this reactor's share of
 //! `--max-connections` up front and never doubles; pages of it that no
 //! connection has touched are not resident, so the reservation costs no RSS.
@@ -61,7 +64,7 @@ impl Transport for Stream {
 
 /// The most bytes a [`Conn`] may take in the release layout (the unit test
 /// `conn_fits_its_byte_budget` fails past it).
-pub const CONN_BUDGET: usize = 104;
+pub const CONN_BUDGET: usize = 96;
 
 /// Where a connection is in its life. Changed only through
 /// [`Conn::set_phase`], so every transition is in one place.
