@@ -184,7 +184,7 @@ impl Session {
     /// Whether the data message in progress (or the last one) is text:
     /// the opcode of its first frame, which its continuation frames share.
     pub fn msg_text(&self) -> bool {
-        self.msg_text
+        self.flag(MSG_TEXT)
     }
 
     /// Whether the message of the last data frame returned is compressed
