@@ -11,7 +11,7 @@ use super::close::CloseCode;
 use super::deflate::{CodecPool, PmdCodec};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use super::session::{Action, Session};
+use super::session::{Action, Session, ShortRun};
 use super::Limits;
 
 /// Where echo frames go. Headers and payloads come separately so a sink can
@@ -25,6 +25,23 @@ pub trait FrameSink {
     /// nothing. `opcode` is the message's (Text or Binary), also for its
     /// continuation frames; `fin` ends the message.
     fn received(&mut self, _opcode: OpCode, _fin: bool, _payload: &[u8]) {}
+    /// Queue a run of whole server frames encoded back to back in `bytes`
+    /// (the short-frame fast path's output: `run` counts its frames, each a
+    /// whole message, and their payload bytes by opcode; they are not
+    /// reported to `received`). Default: one `frame` call with an empty
+    /// header.
+    #[inline]
+    fn frames(&mut self, bytes: &[u8], run: &ShortRun) -> Result<(), Self::Error> {
+        let _ = run;
+        self.frame(&[], bytes)
+    }
+    /// Whether `received` must see every data frame (to log each message,
+    /// or to compare against the fast path): then the short-frame fast
+    /// path, which reports whole runs through `frames`, is not used.
+    /// Default: false.
+    fn wants_each_frame(&self) -> bool {
+        false
+    }
 }
 
 impl FrameSink for Vec<u8> {
@@ -113,9 +130,21 @@ pub fn echo_frames<S: FrameSink>(
 ) -> Result<Echoed, S::Error> {
     let mut pos = 0;
     let mut inflated = 0u64;
+    let fast = !sink.wants_each_frame();
     while pos < buf.len() {
         if compression.as_ref().is_some_and(|c| inflated > c.inflate_budget) {
             break;
+        }
+        if fast {
+            // Runs of complete short uncompressed data frames skip the
+            // per-frame `next`/`send_frame` calls; the first frame the fast
+            // path leaves goes through `next` below, unchanged.
+            let run = session.echo_short_run(&mut buf[pos..], limits);
+            if run.frames > 0 {
+                sink.frames(&buf[pos..pos + run.written], &run)?;
+                pos += run.consumed;
+                continue;
+            }
         }
         match session.next(&mut buf[pos..], limits) {
             Ok(None) => break,

@@ -21,7 +21,7 @@ pub mod utf8;
 pub use close::CloseCode;
 pub use error::{HandshakeError, ProtocolError};
 pub use frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-pub use session::{Action, Session};
+pub use session::{Action, Session, ShortRun};
 
 /// Which end of the connection this code speaks for.
 ///

@@ -54,20 +54,65 @@ pub enum Action {
     Close(Option<(CloseCode, Range<usize>)>),
 }
 
-/// Decoding state of one connection (32 bytes; see the size test).
+/// What one [`Session::echo_short_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShortRun {
+    /// Input bytes consumed: whole frames only.
+    pub consumed: usize,
+    /// Echo bytes now at the front of the buffer (`consumed` minus 4 per
+    /// frame).
+    pub written: usize,
+    /// Frames echoed (each one a whole message).
+    pub frames: usize,
+    /// Payload bytes echoed.
+    pub payload: usize,
+    /// Of `frames`, the Binary ones (the rest are Text).
+    pub binary_frames: usize,
+    /// Of `payload`, the bytes of Binary frames.
+    pub binary_payload: usize,
+}
+
+/// Copy `len` masked bytes from `buf[src..]` to `buf[dst..]` (`dst + 4 <=
+/// src`), unmasking them with `key` from key index 0: 8-byte words, then
+/// bytes. Moving left by at least 4, every word is read before a write can
+/// reach it.
+#[inline]
+fn unmask_left(buf: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) {
+    debug_assert!(dst + 4 <= src);
+    let k8 = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
+    let mut i = 0;
+    while i + 8 <= len {
+        let v = u64::from_ne_bytes(buf[src + i..src + i + 8].try_into().expect("8 bytes")) ^ k8;
+        buf[dst + i..dst + i + 8].copy_from_slice(&v.to_ne_bytes());
+        i += 8;
+    }
+    while i < len {
+        buf[dst + i] = buf[src + i] ^ key[i & 3];
+        i += 1;
+    }
+}
+
+/// `Session::bits`: the RSV bits an extension allows.
+const RSV_BITS: u8 = 0x70;
+/// `Session::bits`: a fragmented message is in progress (its first frame
+/// had FIN clear).
+const IN_MESSAGE: u8 = 0x01;
+/// `Session::bits`: the message in progress is text (validate it as UTF-8).
+const MSG_TEXT: u8 = 0x02;
+/// `Session::bits`: the message in progress is compressed; its UTF-8 is
+/// checked after inflation, not here.
+const MSG_COMPRESSED: u8 = 0x04;
+
+/// Decoding state of one connection (28 bytes; see the size test in
+/// `server::conn`).
 #[derive(Debug, Clone)]
 pub struct Session {
     /// Which side we are; decides the MASK rule.
     role: Role,
-    /// RSV bits a negotiated extension gave meaning to (0 without one).
-    rsv_allowed: u8,
-    /// A fragmented message is in progress (its first frame had FIN clear).
-    in_message: bool,
-    /// The message in progress is text (validate it as UTF-8).
-    msg_text: bool,
-    /// The message in progress is compressed: its UTF-8 is checked after
-    /// inflation, not here.
-    msg_compressed: bool,
+    /// RSV bits a negotiated extension gave meaning to (0x70 bits; 0
+    /// without one), and the message flags `IN_MESSAGE`, `MSG_TEXT`,
+    /// `MSG_COMPRESSED` in the low bits — one byte instead of four.
+    bits: u8,
     /// Frames of the message in progress so far.
     fragments: u32,
     /// Payload bytes of the message in progress so far.
@@ -90,10 +135,7 @@ impl Session {
     pub fn new(role: Role) -> Self {
         Session {
             role,
-            rsv_allowed: 0,
-            in_message: false,
-            msg_text: false,
-            msg_compressed: false,
+            bits: 0,
             fragments: 0,
             msg_len: 0,
             partial_done: 0,
@@ -106,7 +148,21 @@ impl Session {
     /// Allow RSV bits that a negotiated extension defines (RSV1 for
     /// permessage-deflate).
     pub fn set_rsv_allowed(&mut self, rsv: u8) {
-        self.rsv_allowed = rsv;
+        self.bits = (self.bits & !RSV_BITS) | (rsv & RSV_BITS);
+    }
+
+    #[inline]
+    fn flag(&self, f: u8) -> bool {
+        self.bits & f != 0
+    }
+
+    #[inline]
+    fn set_flag(&mut self, f: u8, on: bool) {
+        if on {
+            self.bits |= f;
+        } else {
+            self.bits &= !f;
+        }
     }
 
     /// Which side this session decodes for.
@@ -116,7 +172,7 @@ impl Session {
 
     /// Whether a fragmented message is in progress.
     pub fn in_message(&self) -> bool {
-        self.in_message
+        self.flag(IN_MESSAGE)
     }
 
     /// Whether a frame is being streamed: the next bytes are the rest of its
@@ -128,13 +184,13 @@ impl Session {
     /// Whether the data message in progress (or the last one) is text:
     /// the opcode of its first frame, which its continuation frames share.
     pub fn msg_text(&self) -> bool {
-        self.msg_text
+        self.flag(MSG_TEXT)
     }
 
     /// Whether the message of the last data frame returned is compressed
     /// (its first frame had RSV1) and, if so, whether it is text.
     pub fn msg_compressed(&self) -> Option<bool> {
-        self.msg_compressed.then_some(self.msg_text)
+        self.flag(MSG_COMPRESSED).then_some(self.flag(MSG_TEXT))
     }
 
     /// Decode the next frame at the front of `buf`.
@@ -149,14 +205,14 @@ impl Session {
             return self.stream_piece(buf, 0, OpCode::Continuation, 0);
         }
         let (h, hlen) =
-            match FrameHeader::decode(buf, self.role, self.rsv_allowed, limits.max_frame_payload.min(MAX_LEN))? {
+            match FrameHeader::decode(buf, self.role, self.bits & RSV_BITS, limits.max_frame_payload.min(MAX_LEN))? {
                 Some(x) => x,
                 None => return Ok(None),
             };
         let len = h.payload_len;
         let is_data = !h.opcode.is_control();
         if is_data {
-            match (h.opcode, self.in_message) {
+            match (h.opcode, self.in_message()) {
                 // RFC 6455 §5.4: fragments of one message arrive in order, and
                 // a message's first frame carries its opcode.
                 (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
@@ -167,11 +223,11 @@ impl Session {
             if h.opcode == OpCode::Continuation && h.rsv != 0 {
                 return Err(ProtocolError::ReservedBits);
             }
-            let have = if self.in_message { self.msg_len as u64 } else { 0 };
+            let have = if self.in_message() { self.msg_len as u64 } else { 0 };
             if len > limits.max_message.min(MAX_LEN).saturating_sub(have) {
                 return Err(ProtocolError::MessageTooBig);
             }
-            if self.in_message && self.fragments >= limits.max_fragments {
+            if self.in_message() && self.fragments >= limits.max_fragments {
                 return Err(ProtocolError::TooManyFragments);
             }
         } else if h.rsv != 0 {
@@ -179,7 +235,7 @@ impl Session {
             return Err(ProtocolError::ReservedBits);
         }
         let text = if h.opcode == OpCode::Continuation {
-            self.msg_text && !self.msg_compressed
+            self.flag(MSG_TEXT) && !self.flag(MSG_COMPRESSED)
         } else {
             h.opcode == OpCode::Text && h.rsv & super::frame::RSV1 == 0
         };
@@ -238,22 +294,98 @@ impl Session {
         Ok(Some((action, end)))
     }
 
+    /// The fast path for a run of complete short frames: echo every
+    /// complete, masked, unfragmented Text or Binary frame with at most 125
+    /// payload bytes and no RSV bits at the front of `buf`, re-encoded as
+    /// server frames **in place**: the echo bytes are written at
+    /// `buf[..written]` (each frame shrinks by its 4-byte key, so the output
+    /// never overtakes the input it still has to read).
+    ///
+    /// It stops, consuming nothing more, at the first frame it does not
+    /// handle — incomplete, a control frame, fragmented, longer than 125
+    /// bytes or than the limits, RSV bits, unmasked, text that is not UTF-8,
+    /// or any frame while a message or a streamed frame is in progress —
+    /// and leaves that frame's bytes untouched for [`Session::next`], which
+    /// then answers exactly as it would have. For the frames it does handle,
+    /// the output, the session state after them, and the bytes consumed are
+    /// those of calling `next` once per frame and encoding each echo with
+    /// [`super::frame::FrameHeader::encode`] (the differential test in
+    /// `tests/fast_path_vs_general.rs` and the `fast_path` fuzz target
+    /// check it).
+    pub fn echo_short_run(&mut self, buf: &mut [u8], limits: &Limits) -> ShortRun {
+        let mut run = ShortRun::default();
+        if self.role != Role::Server || self.in_message() || self.stream_left != 0 || self.partial_done != 0 {
+            return run;
+        }
+        let max = limits.max_frame_payload.min(limits.max_message).min(125) as usize;
+        let (mut r, mut w) = (0usize, 0usize);
+        let mut last_text = None;
+        while let Some(&[b0, b1]) = buf.get(r..r + 2) {
+            // FIN, no RSV bits, Text (0x1) or Binary (0x2); MASK set and a
+            // 7-bit length (126/127 announce longer frames).
+            if !(b0 == 0x81 || b0 == 0x82) || b1 < 0x80 {
+                break;
+            }
+            let len = (b1 & 0x7F) as usize;
+            let end = r + 6 + len;
+            if len > max || end > buf.len() {
+                break;
+            }
+            let key = [buf[r + 2], buf[r + 3], buf[r + 4], buf[r + 5]];
+            let text = b0 == 0x81;
+            if text {
+                // Unmask where it lies and check it; invalid UTF-8 is put
+                // back as it came, for `next` to report.
+                let p = &mut buf[r + 6..end];
+                apply_mask(p, key, 0);
+                if !super::utf8::is_valid(p) {
+                    apply_mask(p, key, 0);
+                    break;
+                }
+                buf[w] = b0;
+                buf[w + 1] = len as u8;
+                buf.copy_within(r + 6..end, w + 2);
+            } else {
+                buf[w] = b0;
+                buf[w + 1] = len as u8;
+                unmask_left(buf, r + 6, w + 2, len, key);
+            }
+            last_text = Some(text);
+            run.frames += 1;
+            run.payload += len;
+            run.binary_frames += usize::from(!text);
+            run.binary_payload += if text { 0 } else { len };
+            w += 2 + len;
+            r = end;
+        }
+        if let Some(text) = last_text {
+            // As `begin_data_frame` leaves it after a FIN frame.
+            self.set_flag(MSG_TEXT, text);
+            self.set_flag(MSG_COMPRESSED, false);
+            self.msg_len = 0;
+            self.fragments = 0;
+        }
+        run.consumed = r;
+        run.written = w;
+        run
+    }
+
     /// Message bookkeeping for a data frame whose header was accepted (done
     /// up front for a streamed frame: no other data frame can start before
     /// it ends).
     fn begin_data_frame(&mut self, opcode: OpCode, fin: bool, rsv: u8, len: u64) {
         if opcode != OpCode::Continuation {
-            self.msg_text = opcode == OpCode::Text;
-            self.msg_compressed = rsv & super::frame::RSV1 != 0;
+            self.set_flag(MSG_TEXT, opcode == OpCode::Text);
+            self.set_flag(MSG_COMPRESSED, rsv & super::frame::RSV1 != 0);
             self.msg_len = 0;
             self.fragments = 0;
         }
         if fin {
-            self.in_message = false;
+            self.set_flag(IN_MESSAGE, false);
             self.msg_len = 0;
             self.fragments = 0;
         } else {
-            self.in_message = true;
+            self.set_flag(IN_MESSAGE, true);
             self.msg_len += len as u32;
             self.fragments += 1;
         }
@@ -286,17 +418,17 @@ impl Session {
             apply_mask(fresh, self.stream_key, (start + done) as usize);
         }
         // Text that is not compressed is validated as it streams.
-        if self.msg_text && !self.msg_compressed {
+        if self.flag(MSG_TEXT) && !self.flag(MSG_COMPRESSED) {
             self.utf8.push(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         self.partial_done = start + take;
         self.stream_left -= take;
         // The frame's FIN was booked in `in_message` when streaming began.
         let last = self.stream_left == 0;
-        let fin = last && !self.in_message;
+        let fin = last && !self.in_message();
         if last {
             self.partial_done = 0;
-            if fin && self.msg_text && !self.msg_compressed {
+            if fin && self.flag(MSG_TEXT) && !self.flag(MSG_COMPRESSED) {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
             }
         }

@@ -13,11 +13,11 @@ pub fn is_valid(bytes: &[u8]) -> bool {
     simdutf8::basic::from_utf8(bytes).is_ok()
 }
 
-/// Streaming validator state: 5 bytes.
+/// Streaming validator state: 4 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Utf8Validator {
     /// The first bytes of a code point that the last push ended inside.
-    carry: [u8; 4],
+    carry: [u8; 3],
     /// How many bytes of `carry` are in use (0..=3).
     carry_len: u8,
 }
@@ -52,7 +52,7 @@ fn validate_prefix(bytes: &[u8]) -> Result<usize, Utf8Error> {
 impl Utf8Validator {
     /// A validator at the start of a message.
     pub const fn new() -> Self {
-        Utf8Validator { carry: [0; 4], carry_len: 0 }
+        Utf8Validator { carry: [0; 3], carry_len: 0 }
     }
 
     /// Feed the next bytes of the message.
@@ -61,13 +61,14 @@ impl Utf8Validator {
             let have = self.carry_len as usize;
             let need = seq_len(self.carry[0]) - have;
             let take = need.min(bytes.len());
-            let mut tmp = self.carry;
+            let mut tmp = [0u8; 4];
+            tmp[..have].copy_from_slice(&self.carry[..have]);
             tmp[have..have + take].copy_from_slice(&bytes[..take]);
             let tail = validate_prefix(&tmp[..have + take])?;
             if take < need {
                 // Still inside the code point; the prefix is valid so far.
                 debug_assert_eq!(tail, have + take);
-                self.carry = tmp;
+                self.carry.copy_from_slice(&tmp[..3]);
                 self.carry_len = (have + take) as u8;
                 return Ok(());
             }

@@ -177,6 +177,16 @@ impl ReactorMetrics {
         self.bytes[i].add(len as u64);
     }
 
+    /// Count `messages` echoed whole single-frame messages of one opcode
+    /// carrying `len` payload bytes in all (a run of the short-frame fast
+    /// path): the same totals as `echoed` once per frame.
+    #[inline]
+    pub(crate) fn echoed_run(&self, binary: bool, messages: usize, len: usize) {
+        let i = usize::from(binary);
+        self.messages[i].add(messages as u64);
+        self.bytes[i].add(len as u64);
+    }
+
     /// Record one completed handshake that took `us` microseconds.
     pub(crate) fn handshake(&self, us: u64) {
         let i = HANDSHAKE_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(HANDSHAKE_BUCKETS_US.len());

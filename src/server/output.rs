@@ -9,6 +9,7 @@ use crate::pool::OutQueue;
 use crate::proto::echo::{self, FrameSink};
 use crate::proto::frame::OpCode;
 use crate::proto::CloseCode;
+use crate::proto::ShortRun;
 use std::io::IoSlice;
 
 /// How a connection leaves Open (or Handshaking) for Closing.
@@ -42,6 +43,19 @@ impl<S: Transport> FrameSink for ConnSink<'_, S> {
     #[inline]
     fn frame(&mut self, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
         send(self.stream, self.out, self.ctx, header, payload)
+    }
+
+    #[inline]
+    fn frames(&mut self, bytes: &[u8], run: &ShortRun) -> std::io::Result<()> {
+        let m = &self.ctx.metrics;
+        m.echoed_run(true, run.binary_frames, run.binary_payload);
+        m.echoed_run(false, run.frames - run.binary_frames, run.payload - run.binary_payload);
+        send(self.stream, self.out, self.ctx, &[], bytes)
+    }
+
+    /// Debug logging shows every message: no fast path then.
+    fn wants_each_frame(&self) -> bool {
+        log::log_enabled!(log::Level::Debug)
     }
 
     fn received(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {

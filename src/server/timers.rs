@@ -11,44 +11,71 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Deadlines of one fixed length, oldest first.
+///
+/// 8 bytes per entry: the (slab key, connection id) pairs sit in one ring;
+/// their deadlines, rounded up to whole milliseconds, are kept run-length
+/// encoded in another (a burst of accepts shares one mark). The handshake
+/// queue holds an entry for every connection accepted in the last
+/// `handshake_timeout`, upgraded or not, so its entry size shows in the idle
+/// memory per connection (it was a 32-byte `(Instant, usize, u32)`).
 #[derive(Debug)]
 pub struct DeadlineQueue {
     /// How long after `push` an entry expires.
     timeout: Duration,
-    /// (deadline, slab key, connection id), sorted by deadline.
-    q: VecDeque<(Instant, usize, u32)>,
+    /// Deadlines are rounded up to whole milliseconds after this.
+    epoch: Instant,
+    /// (slab key, connection id), sorted by deadline.
+    q: VecDeque<(u32, u32)>,
+    /// (deadline, how many entries of `q` in a row have it), oldest first.
+    marks: VecDeque<(Instant, u32)>,
 }
 
 impl DeadlineQueue {
     /// An empty queue whose entries expire `timeout` after they are pushed.
     pub fn new(timeout: Duration) -> Self {
-        DeadlineQueue { timeout, q: VecDeque::new() }
+        DeadlineQueue { timeout, epoch: Instant::now(), q: VecDeque::new(), marks: VecDeque::new() }
     }
 
-    /// Arm a deadline for connection (`key`, `id`) starting `now`.
+    /// Arm a deadline for connection (`key`, `id`) starting `now`. Keys
+    /// above `u32::MAX` cannot occur (the slab is reserved from the open-file
+    /// limit).
     pub fn push(&mut self, now: Instant, key: usize, id: u32) {
-        self.q.push_back((now + self.timeout, key, id));
+        let since = (now + self.timeout).saturating_duration_since(self.epoch);
+        // Rounded up: an entry never expires early.
+        let ms = since.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128) as u64;
+        let at = self.epoch + Duration::from_millis(ms);
+        match self.marks.back_mut() {
+            // Same millisecond (or a clock that went back: never sort an
+            // entry before an earlier one).
+            Some((last, n)) if *last >= at => *n += 1,
+            _ => self.marks.push_back((at, 1)),
+        }
+        self.q.push_back((key as u32, id));
     }
 
     /// The earliest pending deadline.
     pub fn next(&self) -> Option<Instant> {
-        self.q.front().map(|e| e.0)
+        self.marks.front().map(|&(at, _)| at)
     }
 
     /// Remove and return one entry that has expired by `now`.
     pub fn pop_expired(&mut self, now: Instant) -> Option<(usize, u32)> {
-        match self.q.front() {
-            Some(&(at, key, id)) if at <= now => {
-                self.q.pop_front();
-                // A burst of connections leaves a large ring behind; give
-                // it back once it has drained.
-                if self.q.is_empty() && self.q.capacity() > 4096 {
-                    self.q.shrink_to_fit();
-                }
-                Some((key, id))
-            }
-            _ => None,
+        let (at, n) = self.marks.front_mut()?;
+        if *at > now {
+            return None;
         }
+        *n -= 1;
+        if *n == 0 {
+            self.marks.pop_front();
+        }
+        let (key, id) = self.q.pop_front()?;
+        // A burst of connections leaves a large ring behind; give it back
+        // once it has drained.
+        if self.q.is_empty() && self.q.capacity() > 4096 {
+            self.q.shrink_to_fit();
+            self.marks.shrink_to_fit();
+        }
+        Some((key as usize, id))
     }
 }
 
@@ -63,8 +90,11 @@ impl DeadlineQueue {
 /// every idle connection.
 #[derive(Debug)]
 pub struct TimerWheel {
-    /// Entries (slab key, connection id, tick) per slot.
-    slots: Vec<Vec<(usize, u32, u32)>>,
+    /// Entries (slab key, connection id) per slot, 8 bytes each. An entry
+    /// always fires at the tick it was armed for (`arm` keeps ticks within
+    /// one turn of the wheel), so the tick need not be stored: it is the
+    /// slot's tick when it comes up.
+    slots: Vec<Vec<(u32, u32)>>,
     /// When tick 0 began.
     epoch: Instant,
     /// The next tick to process.
@@ -94,7 +124,7 @@ impl TimerWheel {
     /// Deadlines beyond the wheel's span fire early, at its far end.
     pub fn arm(&mut self, at: Instant, key: usize, id: u32) -> u32 {
         let tick = self.tick_of(at).min(self.next_tick + Self::SLOTS - 1);
-        self.slots[(tick % Self::SLOTS) as usize].push((key, id, tick));
+        self.slots[(tick % Self::SLOTS) as usize].push((key as u32, id));
         self.len += 1;
         tick
     }
@@ -116,15 +146,8 @@ impl TimerWheel {
         while self.next_tick <= now_tick {
             let slot = &mut self.slots[(self.next_tick % Self::SLOTS) as usize];
             let tick = self.next_tick;
-            let mut i = 0;
-            while i < slot.len() {
-                if slot[i].2 <= tick {
-                    due.push(slot.swap_remove(i));
-                    self.len -= 1;
-                } else {
-                    i += 1;
-                }
-            }
+            self.len -= slot.len();
+            due.extend(slot.drain(..).map(|(key, id)| (key as usize, id, tick)));
             // Churn leaves many stale entries; don't keep their room forever.
             if slot.capacity() > 256 && slot.len() < slot.capacity() / 4 {
                 slot.shrink_to_fit();
@@ -156,6 +179,24 @@ mod tests {
     }
 
     #[test]
+    fn deadline_queue_entries_are_eight_bytes_and_never_expire_early() {
+        assert_eq!(std::mem::size_of::<(u32, u32)>(), 8);
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::new(Duration::from_millis(10));
+        // A burst in one millisecond shares one mark; each entry still
+        // comes out once, in order, and not before its deadline.
+        for i in 0..100 {
+            q.push(t0 + Duration::from_micros(i), i as usize, i as u32);
+        }
+        assert!(q.marks.len() <= 2, "{} marks for one millisecond", q.marks.len());
+        assert_eq!(q.pop_expired(t0 + Duration::from_micros(9_999)), None);
+        let late = t0 + Duration::from_millis(12);
+        let out: Vec<_> = std::iter::from_fn(|| q.pop_expired(late)).collect();
+        assert_eq!(out, (0..100).map(|i| (i as usize, i as u32)).collect::<Vec<_>>());
+        assert_eq!(q.next(), None);
+    }
+
+    #[test]
     fn deadline_queue_is_fifo() {
         let t0 = Instant::now();
         let mut q = DeadlineQueue::new(Duration::from_secs(1));
@@ -164,6 +205,8 @@ mod tests {
         assert_eq!(q.pop_expired(t0 + Duration::from_millis(999)), None);
         assert_eq!(q.pop_expired(t0 + Duration::from_millis(1005)), Some((1, 1)));
         assert_eq!(q.pop_expired(t0 + Duration::from_millis(1005)), None);
-        assert_eq!(q.next(), Some(t0 + Duration::from_millis(1010)));
+        // Deadlines are rounded up to the queue's millisecond grid.
+        let next = q.next().unwrap();
+        assert!(next >= t0 + Duration::from_millis(1010) && next <= t0 + Duration::from_millis(1011), "{next:?}");
     }
 }
