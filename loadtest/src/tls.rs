@@ -21,16 +21,13 @@
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
+use wsecho::client::tls::{client_config, Trust};
 
 /// What rustls may hold for the socket before a write is refused
 /// (`WouldBlock`): one pre-encoded frame buffer's worth.
@@ -60,24 +57,20 @@ impl TlsClient {
     /// Loopback servers have no publicly trusted certificate, so `--ca` or
     /// `--insecure` is required.
     pub fn new(host: &url::Host<&str>, opts: &TlsOptions) -> Result<TlsClient, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?;
-        let mut config = if opts.insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth()
+        // The same config as wsecho-client's (ring, TLS 1.2 + 1.3, ALPN
+        // http/1.1, the same --ca loading and --insecure verifier); the
+        // swarm only adds the resumption switch.
+        let trust = if opts.insecure {
+            Trust::Insecure
         } else {
             let Some(ca) = &opts.ca else {
                 return Err("wss://: give --ca FILE (the server's CA or self-signed certificate, PEM) \
                             or --insecure (no verification)"
                     .into());
             };
-            builder.with_root_certificates(load_roots(ca)?).with_no_client_auth()
+            Trust::CaFile(ca.clone())
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut config = ClientConfig::clone(&*client_config(&trust)?);
         if opts.no_resume {
             config.resumption = Resumption::disabled();
         }
@@ -94,60 +87,6 @@ impl TlsClient {
         let mut c = ClientConnection::new(Arc::clone(&self.config), self.name.clone()).map_err(io::Error::other)?;
         c.set_buffer_limit(Some(TLS_SEND_LIMIT));
         Ok(c)
-    }
-}
-
-/// Every certificate of a PEM file, as trust anchors.
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("--ca {}: {e}", path.display()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("--ca {}: {e}", path.display()))?;
-        roots.add(cert).map_err(|e| format!("--ca {}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("--ca {}: no certificate in it", path.display()));
-    }
-    Ok(roots)
-}
-
-/// `--insecure`: any certificate is accepted; the handshake's signatures are
-/// still verified with the provider's algorithms (so the session is a real one).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
