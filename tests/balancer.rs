@@ -180,6 +180,12 @@ fn n(v: &serde_json::Value) -> u64 {
 /// SIGTERM one instance and wait for it to exit 0.
 fn stop_instance(inst: &mut ServerProc) {
     common::signal(inst.pid(), "TERM");
+    wait_exit(inst);
+}
+
+/// Wait for an instance that was sent SIGTERM to exit 0 (a second signal
+/// would cut its --drain-delay short).
+fn wait_exit(inst: &mut ServerProc) {
     let t0 = Instant::now();
     loop {
         if let Some(st) = inst.child.try_wait().unwrap() {
@@ -272,7 +278,7 @@ fn haproxy_rolling_restart_every_drained_connection_gets_1001_and_reconnects() {
             down_after < Duration::from_secs(DRAIN_DELAY_S),
             "{server}: HAProxy saw it down only after {down_after:?}, past --drain-delay"
         );
-        stop_instance(&mut fleet[i]);
+        wait_exit(&mut fleet[i]);
         let exited_after = t0.elapsed();
         println!("{server}: DOWN in HAProxy {down_after:?} after SIGTERM, exited after {exited_after:?}");
         assert!(exited_after >= Duration::from_secs(DRAIN_DELAY_S), "{server} exited before --drain-delay passed");
