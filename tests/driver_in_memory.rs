@@ -237,7 +237,7 @@ fn issue_10_fin_reported_during_backpressure_closes_the_connection_once_drained(
     peer.set_write_room(0);
     peer.send(&binary_frames(1, 500));
     settle(&mut d, &peer);
-    assert!(d.conn().unwrap().read_paused, "the test needs a backpressure pause");
+    assert!(d.conn().unwrap().read_paused(), "the test needs a backpressure pause");
     peer.send(&binary_frames(2, 100));
     peer.finish();
     settle(&mut d, &peer);
@@ -265,7 +265,7 @@ fn issue_10_write_side_blocked_forever_stops_reading_and_bounds_memory() {
         assert!(conn.out.len() <= bound, "{} bytes queued > {bound}", conn.out.len());
     }
     let read = peer.bytes_read() as usize - UPGRADE.len();
-    assert!(d.conn().unwrap().read_paused, "reading not paused");
+    assert!(d.conn().unwrap().read_paused(), "reading not paused");
     assert!(read <= bound, "read {read} of {} bytes while nothing could be written", frames.len());
     assert!(peer.unread() >= frames.len() - bound);
     let timeout = d.config().backpressure_timeout;

@@ -625,7 +625,7 @@ impl<'a> Scenario<'a> {
                 c.phase_name(),
                 c.inbuf.as_deref().map_or(0, <[u8]>::len),
                 c.out.len(),
-                c.read_paused,
+                c.read_paused(),
                 self.driver.queued()
             ),
             None => format!("dropped {:?}", self.driver.dropped()),
@@ -665,7 +665,7 @@ impl<'a> Scenario<'a> {
                     "connection holds {own} pool bytes for {out} queued bytes (chunk {})",
                     b.chunk
                 );
-                self.report.paused |= conn.read_paused;
+                self.report.paused |= conn.read_paused();
                 self.report.pool_waited |= self.driver.waiting_for_pool();
                 if let Phase::Open(s) = &conn.phase {
                     self.report.streamed |= s.mid_frame();

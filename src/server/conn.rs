@@ -6,31 +6,29 @@
 //! --server-pid …`, read 1 s after the last upgrade) is the sum of:
 //!
 //! ```text
-//! slab slot     Conn (release layout; the slab's Vacant/Occupied         96 B
+//! slab slot     Conn (release layout; the slab's Vacant/Occupied         80 B
 //!               tag sits in a niche of Conn, so the slot is no larger)
 //!                 stream 4 (one fd; mio adds a selector id in debug
-//!                 builds: 112 B there), id 4, phase 32 (Session 28 +
-//!                 tag; Closing's two bools fit beside it), inbuf 16 (fat
-//!                 Box<[u8]>), out 8, pmd 8, four u32 ticks 16, five bools
-//!                 5, pad 3. Was 104 B with a 32-byte Session (three
-//!                 message bools beside the RSV byte, a 4-byte UTF-8 carry
-//!                 of which 3 are ever used) and a 40-byte Phase.
+//!                 builds), id 4, phase 32 (Session 28 + tag; Closing's
+//!                 two bools fit beside it), inbuf 8 (a ThinVec: length
+//!                 and capacity live in the allocation), out 8, pmd 8,
+//!                 three u32 ticks 12 (`since` serves the backpressure
+//!                 pause and the frame in progress), six flags in one
+//!                 byte, pad 3.
 //! timer wheel   one live entry (u32 key, u32 id; the tick is implied     8 B
-//!               by the slot), was (usize, u32, u32) = 16 B
-//!               + the slot Vec's doubling slack                        0-8 B
-//! handshake     a DeadlineQueue entry (u32 key, u32 id; deadlines run-    8 B
-//!               length encoded per millisecond) stays until
-//!               handshake_timeout (10 s) after accept, upgraded or not;
-//!               was (Instant, usize, u32) = 32 B
-//!               + the VecDeque's doubling slack                        0-8 B
+//!               by the slot). The handshake deadline is this same
+//!               entry (armed at accept, re-armed for keepalive when it
+//!               fires on an upgraded connection).
+//!               + the slot Vecs' doubling slack                        0-8 B
 //! ```
 //!
-//! 96 + 8 + 8 = 112 B plus slack. Measured (2026-12-02, same session):
-//! 162 B (two reactors) / 159 B (`--threads 1`) at the start; 134 / 126 B
-//! with 8-byte timer entries; 121 / 117 B with the 96-byte Conn. The rest
-//! is the timers' growth slack and allocator rounding; the 100 B goal
-//! needs Conn ≤ ~80 B (ideas not done yet: a thin `inbuf` pointer, the
-//! five bools in one flag byte, Closing's state behind the session).
+//! 80 + 8 = 88 B plus slack. Measured (2026-12-02): 162 B (two reactors) /
+//! 159 B (`--threads 1`) at the start of the work; 134 / 126 B with 8-byte
+//! timer entries; 121 / 117 B with a 96-byte Conn; **92 / 89–90 B** with
+//! this 80-byte Conn and no separate handshake queue (its 8-byte entries
+//! stayed for `handshake_timeout` after each accept). Was in the 96-byte
+//! Conn: a fat `Box<[u8]>` inbuf (16), five bools (5), separate
+//! `paused_at`/`frame_since` ticks.
 //! The slab itself is reserved for this reactor's share of
 //! `--max-connections` up front and never doubles; pages of it that no
 //! connection has touched are not resident, so the reservation costs no RSS.
@@ -43,6 +41,7 @@ use crate::proto::deflate::PmdCodec;
 use crate::proto::handshake::RequestScanner;
 use crate::proto::Session;
 use std::io::{Read, Write};
+use thin_vec::ThinVec;
 
 /// The socket type the reactor's connections run over (the default type
 /// parameter of [`Conn`], so the reactor's code is monomorphic).
@@ -74,7 +73,7 @@ impl Transport for Stream {
 
 /// The most bytes a [`Conn`] may take in the release layout (the unit test
 /// `conn_fits_its_byte_budget` fails past it).
-pub const CONN_BUDGET: usize = 96;
+pub const CONN_BUDGET: usize = 80;
 
 /// Where a connection is in its life. Changed only through
 /// [`Conn::set_phase`], so every transition is in one place.
@@ -135,36 +134,72 @@ pub struct Conn<S = Stream> {
     pub phase: Phase,
     /// Bytes of an unfinished request head, frame header or small frame
     /// (at most `Limits::max_held_frame` of payload), in an allocation of
-    /// exactly their size. None — no allocation — between frames and while a
-    /// large frame streams.
-    pub inbuf: Option<Box<[u8]>>,
+    /// exactly their size (plus the 16-byte length/capacity header that keeps
+    /// this field one pointer wide). None — no allocation — between frames
+    /// and while a large frame streams.
+    pub inbuf: Option<ThinVec<u8>>,
     /// Bytes the kernel refused, in pooled chunks.
     pub out: OutQueue,
-    /// Reading is paused because `out` is over the backpressure cap.
-    pub read_paused: bool,
-    /// The connection is in the reactor's run queue.
-    pub queued: bool,
-    /// An event reported the peer's FIN (or an error). No further edge will
-    /// come, so from now on every turn reads until `WouldBlock` or EOF
-    /// instead of stopping at a short read — a turn that did not get to the
-    /// EOF (paused, out of budget) must not lose it.
-    pub fin_reported: bool,
     /// permessage-deflate state, only if this connection negotiated it.
     pub pmd: Option<Box<PmdCodec>>,
     /// Reactor tick (250 ms units) when bytes last arrived: keepalive.
     pub last_seen: u32,
-    /// Reactor tick when reading was paused for backpressure.
-    pub paused_at: u32,
+    /// Reactor tick when the current wait began: while reading is paused,
+    /// when the pause began (backpressure timeout); otherwise, while a frame
+    /// is in progress ([`Conn::in_frame`]), when it began (frame timeout). A
+    /// resumed connection restarts the clock of its frame, so one field
+    /// serves both.
+    pub since: u32,
     /// Tick of this connection's one live timer-wheel entry (u32::MAX: none).
     pub armed: u32,
+    /// The bits below, one byte for all ([`Conn::read_paused`] and the rest).
+    flags: u8,
+}
+
+/// Defines a getter and a setter for each bit of [`Conn`]'s `flags`.
+macro_rules! conn_flags {
+    ($($(#[$doc:meta])* $bit:literal => $get:ident, $set:ident;)*) => {
+        impl<S> Conn<S> {
+            $(
+                $(#[$doc])*
+                #[inline]
+                pub fn $get(&self) -> bool {
+                    self.flags & (1 << $bit) != 0
+                }
+
+                #[doc = concat!("Set [`Conn::", stringify!($get), "`].")]
+                #[inline]
+                pub fn $set(&mut self, on: bool) {
+                    if on {
+                        self.flags |= 1 << $bit;
+                    } else {
+                        self.flags &= !(1 << $bit);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conn_flags! {
+    /// Reading is paused because `out` is over the backpressure cap (or the
+    /// write-chunk pool has no room).
+    0 => read_paused, set_read_paused;
+    /// The connection is in the reactor's run queue.
+    1 => queued, set_queued;
+    /// An event reported the peer's FIN (or an error). No further edge will
+    /// come, so from now on every turn reads until `WouldBlock` or EOF
+    /// instead of stopping at a short read — a turn that did not get to the
+    /// EOF (paused, out of budget) must not lose it.
+    2 => fin_reported, set_fin_reported;
     /// A keepalive ping is out and unanswered.
-    pub ping_sent: bool,
+    3 => ping_sent, set_ping_sent;
     /// `inbuf` holds complete frames left for the next turn because this
     /// turn's inflate budget ran out: process them before reading more.
-    pub input_pending: bool,
-    /// Reactor tick when the frame in progress began (u32::MAX: none): a
-    /// frame must be finished within `frame_timeout`.
-    pub frame_since: u32,
+    4 => input_pending, set_input_pending;
+    /// A frame is in progress (started, not finished): it must be finished
+    /// within `frame_timeout` of `since`.
+    5 => in_frame, set_in_frame;
 }
 
 impl<S> Conn<S> {
@@ -176,26 +211,25 @@ impl<S> Conn<S> {
             phase: Phase::Handshaking(RequestScanner::default()),
             inbuf: None,
             out: OutQueue::default(),
-            read_paused: false,
-            queued: false,
-            fin_reported: false,
             pmd: None,
             last_seen: 0,
-            paused_at: 0,
+            since: 0,
             armed: u32::MAX,
-            ping_sent: false,
-            input_pending: false,
-            frame_since: u32::MAX,
+            flags: 0,
         }
+    }
+
+    /// Stop reading (backpressure, or no room in the pool) at `tick`.
+    pub fn pause_reading(&mut self, tick: u32) {
+        self.set_read_paused(true);
+        self.since = tick;
     }
 
     /// Reading resumes after a backpressure pause; a frame in progress gets
     /// a fresh `frame_timeout` (the pause was not the peer's doing).
     pub fn resume_reading(&mut self, tick: u32) {
-        self.read_paused = false;
-        if self.frame_since != u32::MAX {
-            self.frame_since = tick;
-        }
+        self.set_read_paused(false);
+        self.since = tick;
     }
 
     /// Move to `phase`.

@@ -9,6 +9,7 @@ use crate::pool::BufPool;
 use crate::proto::deflate::CodecPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thin_vec::ThinVec;
 
 /// Why the reactor dropped a connection: a value, so logs and metrics can
 /// count closes by reason.
@@ -105,14 +106,14 @@ pub(crate) struct Ctx {
     pub(crate) readbuf: Vec<u8>,
     /// Echoes gathered during one read, written with one syscall.
     pub(crate) cork: Vec<u8>,
-    pub(crate) handshake_timers: DeadlineQueue,
     pub(crate) close_timers: DeadlineQueue,
     pub(crate) now: Instant,
     /// Spare zlib states for permessage-deflate.
     pub(crate) codecs: CodecPool,
     /// Scratch for re-compressed echoes.
     pub(crate) deflate_scratch: Vec<u8>,
-    /// Keepalive and backpressure checks.
+    /// Each connection's one live deadline: handshake, keepalive,
+    /// backpressure and frame timeouts.
     pub(crate) wheel: TimerWheel,
     /// `now` in wheel ticks (250 ms) since the reactor started.
     pub(crate) tick: u32,
@@ -142,7 +143,6 @@ impl Ctx {
             pool: BufPool::new(cfg.write_chunk_size, cfg.max_free_chunks),
             readbuf: vec![0; readbuf_len],
             cork: Vec::with_capacity(cfg.cork_size),
-            handshake_timers: DeadlineQueue::new(cfg.handshake_timeout),
             close_timers: DeadlineQueue::new(cfg.close_timeout),
             now: start,
             codecs: {
@@ -168,6 +168,12 @@ impl Ctx {
         self.now.saturating_duration_since(self.wheel_epoch).as_nanos().min(u64::MAX as u128) as u64
     }
 
+    /// The instant `ns` nanoseconds after the reactor's clock started (the
+    /// inverse of [`Ctx::clock_ns`]).
+    pub(crate) fn instant_of_ns(&self, ns: u64) -> Instant {
+        self.wheel_epoch + Duration::from_nanos(ns)
+    }
+
     /// Advance the clock.
     pub(crate) fn set_now(&mut self, now: Instant) {
         self.now = now;
@@ -187,7 +193,13 @@ impl Ctx {
     /// Make sure the connection's live wheel entry fires no later than
     /// `tick`.
     pub(crate) fn arm<S>(&mut self, conn: &mut Conn<S>, key: usize, tick: u32) {
-        let at = self.instant_of(tick);
+        self.arm_at(conn, key, self.instant_of(tick));
+    }
+
+    /// Make sure the connection's live wheel entry fires no earlier than
+    /// `at` and at most one wheel slot (250 ms) later — unless an earlier
+    /// entry is already armed, which then re-arms when it fires.
+    pub(crate) fn arm_at<S>(&mut self, conn: &mut Conn<S>, key: usize, at: Instant) {
         if conn.armed == u32::MAX || self.wheel.tick_of(at) < conn.armed {
             conn.armed = self.wheel.arm(at, key, conn.id);
         }
@@ -206,7 +218,11 @@ impl Ctx {
             return;
         }
         self.held_bytes = self.held_bytes - old + bytes.len();
-        conn.inbuf = (!bytes.is_empty()).then(|| Box::from(bytes));
+        conn.inbuf = (!bytes.is_empty()).then(|| {
+            let mut held = ThinVec::with_capacity(bytes.len());
+            held.extend_from_slice(bytes);
+            held
+        });
     }
 
     /// Bytes of write chunks lent out.

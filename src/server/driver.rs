@@ -60,11 +60,13 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
     // The event that reported the FIN may find the connection paused or may
     // run out of budget before the EOF; later turns (run queue, pool
     // waiters, after a drain) must still read up to it.
-    conn.fin_reported |= mode == ReadMode::UntilWouldBlock;
-    let mode = if conn.fin_reported { ReadMode::UntilWouldBlock } else { mode };
+    if mode == ReadMode::UntilWouldBlock {
+        conn.set_fin_reported(true);
+    }
+    let mode = if conn.fin_reported() { ReadMode::UntilWouldBlock } else { mode };
     let mut budget = ctx.cfg.read_budget;
     loop {
-        if conn.read_paused || !conn.phase.reads_socket() {
+        if conn.read_paused() || !conn.phase.reads_socket() {
             return Fate::Keep;
         }
         let spill = conn.inbuf.as_deref().map_or(0, <[u8]>::len);
@@ -77,7 +79,8 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
         if let Some(held) = conn.inbuf.as_deref() {
             buf[..spill].copy_from_slice(held);
         }
-        let held_only = room == 0 || std::mem::take(&mut conn.input_pending);
+        let held_only = room == 0 || conn.input_pending();
+        conn.set_input_pending(false);
         let n = if held_only {
             0 // complete frames are held: process them first
         } else {
@@ -104,7 +107,7 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
         };
         if matches!(conn.phase, Phase::Open(_)) {
             conn.last_seen = ctx.tick;
-            conn.ping_sent = false;
+            conn.set_ping_sent(false);
         }
         ctx.work = 0;
         let fate = process_input(conn, ctx, key, &mut buf[..spill + n]);
@@ -118,7 +121,7 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
             return Fate::Keep;
         }
         let used = n + ctx.work;
-        if used >= budget || conn.input_pending {
+        if used >= budget || conn.input_pending() {
             return Fate::Requeue;
         }
         budget -= used;
@@ -133,8 +136,7 @@ pub(crate) fn read_conn<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
 /// Stop reading a connection whose queue is over the cap; the backpressure
 /// deadline closes it 1008 if the peer never reads.
 fn pause<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: usize) {
-    conn.read_paused = true;
-    conn.paused_at = ctx.tick;
+    conn.pause_reading(ctx.tick);
     ctx.metrics.backpressure_pauses.add(1);
     let deadline = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.backpressure_timeout));
     ctx.arm(conn, key, deadline);
@@ -204,9 +206,10 @@ fn track_frame_deadline<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx, key: us
         _ => false,
     };
     if !in_frame {
-        conn.frame_since = u32::MAX;
-    } else if conn.frame_since == u32::MAX {
-        conn.frame_since = ctx.tick;
+        conn.set_in_frame(false);
+    } else if !conn.in_frame() {
+        conn.set_in_frame(true);
+        conn.since = ctx.tick;
         let at = ctx.tick.saturating_add(Ctx::ticks(ctx.cfg.frame_timeout));
         ctx.arm(conn, key, at);
     }

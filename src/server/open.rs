@@ -44,7 +44,7 @@ pub(crate) fn echo_frames<S: Transport>(
     ctx.work += echoed.inflated.min(usize::MAX as u64) as usize;
     // Stopped at the inflate budget with frames left: the next turn
     // processes them even if nothing new arrives.
-    conn.input_pending = echoed.end.is_none() && echoed.inflated > inflate_budget && echoed.consumed < buf.len();
+    conn.set_input_pending(echoed.end.is_none() && echoed.inflated > inflate_budget && echoed.consumed < buf.len());
     match echoed.end {
         None => {}
         Some(EchoEnd::PeerClosed(code)) => {

@@ -134,7 +134,7 @@ pub(crate) fn flush_out<S: Transport>(conn: &mut Conn<S>, ctx: &mut Ctx) -> Fate
             Ok(IoStep::Eof) | Err(_) => return Fate::Drop(DropReason::WriteError),
         }
     }
-    if conn.read_paused
+    if conn.read_paused()
         && (conn.out.is_empty() || (conn.out.len() <= ctx.cfg.backpressure_bytes / 2 && !ctx.pool_over_cap()))
     {
         conn.resume_reading(ctx.tick);

@@ -267,7 +267,7 @@ impl<S: Accept> Server<S> {
                     break;
                 };
                 if let Some(c) = self.conns.get_mut(key) {
-                    c.queued = false;
+                    c.set_queued(false);
                     self.drive(key, Some(ReadMode::UntilShort), false);
                 }
             }
@@ -325,7 +325,6 @@ impl<S: Accept> Server<S> {
             return Some(Duration::ZERO);
         }
         let next = [
-            self.ctx.handshake_timers.next(),
             self.ctx.close_timers.next(),
             self.drain_deadline,
             self.accept_retry,
@@ -392,7 +391,8 @@ impl<S: Accept> Server<S> {
                     if let Phase::Handshaking(scanner) = &mut conn.phase {
                         scanner.started = self.ctx.clock_ns();
                     }
-                    self.ctx.handshake_timers.push(self.ctx.now, key, id);
+                    let deadline = self.ctx.now + self.ctx.cfg.handshake_timeout;
+                    self.ctx.arm_at(conn, key, deadline);
                     self.tally.accepted += 1;
                     self.ctx.metrics.accepted.add(1);
                     self.ctx.metrics.phase_change(None, Some(PHASE_HANDSHAKING));
@@ -431,8 +431,8 @@ impl<S: Accept> Server<S> {
             Fate::Keep => {}
             Fate::Requeue => {
                 if let Some(conn) = self.conns.get_mut(key) {
-                    if !conn.queued {
-                        conn.queued = true;
+                    if !conn.queued() {
+                        conn.set_queued(true);
                         self.ready.push_back(key);
                     }
                 }
@@ -449,12 +449,12 @@ impl<S: Accept> Server<S> {
         }
         for (key, id) in std::mem::take(&mut self.ctx.pool_waiters) {
             let Some(c) = self.conns.get_mut(key) else { continue };
-            if c.id != id || !c.read_paused || !c.out.is_empty() {
+            if c.id != id || !c.read_paused() || !c.out.is_empty() {
                 continue; // gone, reused, or paused by its own backlog
             }
             c.resume_reading(self.ctx.tick);
-            if !c.queued {
-                c.queued = true;
+            if !c.queued() {
+                c.set_queued(true);
                 self.ready.push_back(key);
             }
         }
@@ -484,11 +484,6 @@ impl<S: Accept> Server<S> {
         if self.accept_retry.is_some_and(|t| t <= now) {
             self.accept_retry = None;
             self.accept();
-        }
-        while let Some((key, id)) = self.ctx.handshake_timers.pop_expired(now) {
-            if self.conns.get(key).is_some_and(|c| c.id == id && matches!(c.phase, Phase::Handshaking(_))) {
-                self.drop_conn(key, DropReason::HandshakeTimeout);
-            }
         }
         let mut due = Vec::new();
         self.ctx.wheel.expire(now, &mut due);

@@ -387,15 +387,10 @@ impl<S: Transport> Driver<S> {
     pub fn new(cfg: Config, stream: S) -> Self {
         let start = Instant::now();
         let mut ctx = Ctx::new(cfg, start);
-        ctx.handshake_timers.push(ctx.now, KEY, ID);
-        Driver {
-            ctx,
-            conn: Some(Conn::new(stream, ID)),
-            queued: false,
-            dropped: None,
-            start,
-            others: OutQueue::default(),
-        }
+        let mut conn = Conn::new(stream, ID);
+        let deadline = ctx.now + ctx.cfg.handshake_timeout;
+        ctx.arm_at(&mut conn, KEY, deadline);
+        Driver { ctx, conn: Some(conn), queued: false, dropped: None, start, others: OutQueue::default() }
     }
 
     /// The settings in force (after `Ctx::new` fitted them to the read
@@ -501,7 +496,7 @@ impl<S: Transport> Driver<S> {
         }
         for (key, id) in std::mem::take(&mut self.ctx.pool_waiters) {
             let Some(c) = self.conn.as_mut() else { continue };
-            if key != KEY || c.id != id || !c.read_paused || !c.out.is_empty() {
+            if key != KEY || c.id != id || !c.read_paused() || !c.out.is_empty() {
                 continue;
             }
             c.resume_reading(self.ctx.tick);
@@ -514,11 +509,6 @@ impl<S: Transport> Driver<S> {
     pub fn advance(&mut self, d: Duration) {
         let now = self.ctx.now + d;
         self.ctx.set_now(now);
-        while let Some((key, id)) = self.ctx.handshake_timers.pop_expired(now) {
-            if self.is_conn(key, id) && matches!(self.conn.as_ref().map(|c| &c.phase), Some(Phase::Handshaking(_))) {
-                self.drop_conn(DropReason::HandshakeTimeout);
-            }
-        }
         let mut due = Vec::new();
         self.ctx.wheel.expire(now, &mut due);
         for (key, id, tick) in due {
@@ -541,7 +531,7 @@ impl<S: Transport> Driver<S> {
 
     /// Time until the next timer is due (None: none armed).
     pub fn next_deadline(&self) -> Option<Duration> {
-        [self.ctx.handshake_timers.next(), self.ctx.close_timers.next(), self.ctx.wheel.next_deadline()]
+        [self.ctx.close_timers.next(), self.ctx.wheel.next_deadline()]
             .into_iter()
             .flatten()
             .min()

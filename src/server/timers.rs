@@ -1,7 +1,6 @@
 //! Deadlines without per-tick scanning.
 //!
-//! Every timeout of one kind has the same length (the handshake deadline, the
-//! close deadline), so deadlines pushed in time order come out in time order:
+//! Every timeout of one kind has the same length (the close deadline), so deadlines pushed in time order come out in time order:
 //! a FIFO is already sorted. Pushing and expiring are O(1) and a tick costs
 //! nothing per idle connection. Entries are never removed early; an entry
 //! whose connection has moved on (or whose slab slot was reused, caught by
@@ -14,10 +13,10 @@ use std::time::{Duration, Instant};
 ///
 /// 8 bytes per entry: the (slab key, connection id) pairs sit in one ring;
 /// their deadlines, rounded up to whole milliseconds, are kept run-length
-/// encoded in another (a burst of accepts shares one mark). The handshake
-/// queue holds an entry for every connection accepted in the last
-/// `handshake_timeout`, upgraded or not, so its entry size shows in the idle
-/// memory per connection (it was a 32-byte `(Instant, usize, u32)`).
+/// encoded in another (a burst of closes shares one mark). (The handshake
+/// deadline used one too, until it moved into the connection's one wheel
+/// entry: an 8-byte entry per accept for `handshake_timeout` showed in the
+/// idle memory per connection.)
 #[derive(Debug)]
 pub struct DeadlineQueue {
     /// How long after `push` an entry expires.
@@ -79,8 +78,8 @@ impl DeadlineQueue {
     }
 }
 
-/// A hashed timer wheel for per-connection check times that move (idle
-/// keepalive, backpressure deadlines).
+/// A hashed timer wheel for per-connection check times (the handshake
+/// deadline, idle keepalive, backpressure and frame deadlines).
 ///
 /// Slots are `SLOT` wide; a deadline further out than the wheel spans is
 /// parked in the farthest slot and re-armed by its owner when it fires. Each
