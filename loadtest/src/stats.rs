@@ -486,6 +486,17 @@ pub fn proc_cpu_us(pid: u32) -> Option<f64> {
 }
 
 /// VmRSS of process `pid`, KiB.
+/// A process's proportional set size (KiB), from `/proc/PID/smaps_rollup`:
+/// its private pages plus its share of pages it maps with others. Summed
+/// over processes of one binary this counts the shared code once, where a
+/// VmRSS sum counts it once per process.
+pub fn proc_pss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("Pss:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's VmRSS (KiB), from `/proc/PID/status`.
 pub fn proc_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;

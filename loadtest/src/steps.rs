@@ -19,7 +19,7 @@
 //! the last one. Then `close`, and the checks: every server's fd count back
 //! to its baseline (waited for up to `--fd-wait` s) and every server alive.
 
-use crate::stats::{new_histogram, proc_fd_count, proc_rss_kib, Latency};
+use crate::stats::{new_histogram, proc_fd_count, proc_pss_kib, proc_rss_kib, Latency};
 use crate::swarm::Plan;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -69,6 +69,8 @@ pub struct StepsArgs {
 pub struct Baseline {
     /// Sum of the servers' VmRSS, KiB.
     pub server_rss_kib: u64,
+    /// Sum of the servers' PSS, KiB (shared code counted once).
+    pub server_pss_kib: u64,
     /// Each server's open fds, in `--server-pids` order.
     pub server_fds: Vec<u64>,
     /// `/proc/meminfo` Slab, KiB.
@@ -113,6 +115,10 @@ pub struct StepRow {
     pub server_rss_per_conn_b: f64,
     /// server RSS / held, bytes (the baseline included).
     pub server_rss_total_per_conn_b: f64,
+    /// Sum of the servers' PSS, KiB: the memory they hold between them,
+    /// their shared code and libraries counted once (a VmRSS sum counts
+    /// them once per process).
+    pub server_pss_kib: u64,
     /// `/proc/meminfo` Slab, KiB.
     pub slab_kib: u64,
     /// (Slab − baseline) / held, bytes: kernel memory per connection pair
@@ -338,6 +344,10 @@ fn servers_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&p| proc_rss_kib(p)).sum()
 }
 
+fn servers_pss_kib(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|&p| proc_pss_kib(p)).sum()
+}
+
 fn dead(pids: &[u32]) -> Vec<u32> {
     pids.iter().copied().filter(|p| !Path::new(&format!("/proc/{p}")).exists()).collect()
 }
@@ -356,14 +366,16 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
     };
     rep.baseline = Baseline {
         server_rss_kib: servers_rss_kib(pids),
+        server_pss_kib: servers_pss_kib(pids),
         server_fds: pids.iter().map(|&p| proc_fd_count(p).unwrap_or(0)).collect(),
         slab_kib: meminfo_kib("Slab"),
         mem_available_kib: meminfo_kib("MemAvailable"),
     };
     eprintln!(
-        "baseline: {} server(s) {} KiB RSS, slab {} KiB, MemAvailable {} MiB; {procs} swarm processes",
+        "baseline: {} server(s) {} KiB RSS ({} KiB PSS), slab {} KiB, MemAvailable {} MiB; {procs} swarm processes",
         pids.len(),
         rep.baseline.server_rss_kib,
+        rep.baseline.server_pss_kib,
         rep.baseline.slab_kib,
         rep.baseline.mem_available_kib / 1024
     );
@@ -416,6 +428,7 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
         let answered = got.iter().filter(|g| g.is_some()).count();
         std::thread::sleep(Duration::from_secs_f64(cfg.settle));
         row.server_rss_kib = servers_rss_kib(pids);
+        row.server_pss_kib = servers_pss_kib(pids);
         row.slab_kib = meminfo_kib("Slab");
         row.mem_available_kib = meminfo_kib("MemAvailable");
         row.swarm_rss_kib = kids.procs.iter().filter_map(|c| proc_rss_kib(c.id())).sum();
@@ -436,12 +449,13 @@ pub fn run_parent(plan: &Plan, procs: usize, cfg: &StepsArgs, json_file: Option<
             row.slab_per_conn_b = (row.slab_kib as f64 - rep.baseline.slab_kib as f64) * 1024.0 / held;
         }
         eprintln!(
-            "step {target}: held {} in {:.1} s ({:.0}/s); servers {} MiB RSS ({:.0} B/conn over baseline); \
+            "step {target}: held {} in {:.1} s ({:.0}/s); servers {} MiB RSS, {} MiB PSS ({:.0} B/conn over baseline); \
              slab +{:.0} B/conn; fds per server {}..{}; {}; sweeping...",
             row.held,
             row.ramp_s,
             row.connect_rate,
             row.server_rss_kib / 1024,
+            row.server_pss_kib / 1024,
             row.server_rss_per_conn_b,
             row.slab_per_conn_b,
             row.server_fds_min,
@@ -617,18 +631,19 @@ fn print_markdown(r: &StepsReport) {
         r.target
     ));
     out.push_str(
-        "| step | held | connects/s | server RSS total | server RSS / conn (over baseline) | \
+        "| step | held | connects/s | server RSS total | server PSS total | server RSS / conn (over baseline) | \
          kernel slab / conn pair | echo sweep | sweep p50 / p99 / max | errors |\n",
     );
-    out.push_str("|---:|---:|---:|---:|---:|---:|---|---|---|\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|---:|---|---|---|\n");
     for s in &r.steps {
         let errors: u64 = s.errors.values().sum();
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.1} MB | {:.0} B | {:.0} B | {} / {} echoed in {:.2} s | {:.1} / {:.1} / {:.1} ms | {} |\n",
+            "| {} | {} | {:.0} | {:.1} MB | {:.1} MB | {:.0} B | {:.0} B | {} / {} echoed in {:.2} s | {:.1} / {:.1} / {:.1} ms | {} |\n",
             thousands(s.target as u64),
             thousands(s.held),
             s.connect_rate,
             s.server_rss_kib as f64 * 1024.0 / 1e6,
+            s.server_pss_kib as f64 * 1024.0 / 1e6,
             s.server_rss_per_conn_b,
             s.slab_per_conn_b,
             thousands(s.sweep.echoed),
@@ -642,9 +657,10 @@ fn print_markdown(r: &StepsReport) {
     }
     let td = &r.teardown;
     out.push_str(&format!(
-        "\nbaseline: servers {:.1} MB RSS, slab {:.1} MB. After closing: server fds {} (baseline {}), back to baseline: {} \
+        "\nbaseline: servers {:.1} MB RSS ({:.1} MB PSS), slab {:.1} MB. After closing: server fds {} (baseline {}), back to baseline: {} \
          (after {:.1} s); servers dead: {}; swarm processes failed: {}; servers {:.1} MB RSS, slab {:.1} MB.\n",
         r.baseline.server_rss_kib as f64 * 1024.0 / 1e6,
+        r.baseline.server_pss_kib as f64 * 1024.0 / 1e6,
         r.baseline.slab_kib as f64 * 1024.0 / 1e6,
         td.server_fds.iter().sum::<u64>(),
         r.baseline.server_fds.iter().sum::<u64>(),
