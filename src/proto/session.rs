@@ -72,23 +72,85 @@ pub struct ShortRun {
     pub binary_payload: usize,
 }
 
-/// Copy `len` masked bytes from `buf[src..]` to `buf[dst..]` (`dst + 4 <=
-/// src`), unmasking them with `key` from key index 0: 8-byte words, then
-/// bytes. Moving left by at least 4, every word is read before a write can
-/// reach it.
-#[inline]
-fn unmask_left(buf: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) {
-    debug_assert!(dst + 4 <= src);
-    let k8 = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
-    let mut i = 0;
-    while i + 8 <= len {
-        let v = u64::from_ne_bytes(buf[src + i..src + i + 8].try_into().expect("8 bytes")) ^ k8;
-        buf[dst + i..dst + i + 8].copy_from_slice(&v.to_ne_bytes());
-        i += 8;
+/// The 8 bytes of `f` at `at`, little-endian.
+#[inline(always)]
+fn load8(f: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(f[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Store `v` little-endian at `f[at..at + 8]`.
+#[inline(always)]
+fn store8(f: &mut [u8], at: usize, v: u64) {
+    f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The 4 bytes of `f` at `at`, little-endian.
+#[inline(always)]
+fn load4(f: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(f[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Store `v` little-endian at `f[at..at + 4]`.
+#[inline(always)]
+fn store4(f: &mut [u8], at: usize, v: u32) {
+    f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// High bit of every byte of a word: a word of ASCII has none.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Move the `len` masked payload bytes at `f[src..src + len]` (the end of
+/// `f`: `src + len == f.len()`) to `f[dst..dst + len]` (`dst + 4 <= src`),
+/// unmasking them with `key` from key index 0, and write exactly those
+/// bytes. Returns the OR of the unmasked bytes (in the low byte lanes of a
+/// word), so `& HIGH_BITS == 0` means the payload is ASCII.
+///
+/// 8-byte words front to back, then one last word that ends at the
+/// payload's end (loaded before any store, so in-place overlap cannot
+/// change it; it rewrites up to 7 bytes with the same values). Moving left
+/// by at least 4, every other load happens before a store can reach it.
+#[inline(always)]
+fn unmask_left(f: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) -> u64 {
+    debug_assert!(dst + 4 <= src && src + len == f.len());
+    let k4 = u32::from_le_bytes(key);
+    let k8 = u64::from(k4) * 0x1_0000_0001;
+    if len >= 8 {
+        // Payload byte `len - 8 + j` takes key byte `(len + j) & 3`.
+        let tail = load8(f, src + len - 8) ^ k8.rotate_right(8 * (len as u32 & 3));
+        let mut acc = tail;
+        let mut i = 0;
+        while i + 8 <= len {
+            let v = load8(f, src + i) ^ k8;
+            store8(f, dst + i, v);
+            acc |= v;
+            i += 8;
+        }
+        store8(f, dst + len - 8, tail);
+        acc
+    } else if len >= 4 {
+        let head = load4(f, src) ^ k4;
+        let tail = load4(f, src + len - 4) ^ k4.rotate_right(8 * (len as u32 & 3));
+        store4(f, dst, head);
+        store4(f, dst + len - 4, tail);
+        u64::from(head | tail)
+    } else {
+        let mut acc = 0;
+        for i in 0..len {
+            let b = f[src + i] ^ key[i];
+            f[dst + i] = b;
+            acc |= b;
+        }
+        u64::from(acc)
     }
-    while i < len {
-        buf[dst + i] = buf[src + i] ^ key[i & 3];
-        i += 1;
+}
+
+/// Undo [`unmask_left`] (rare path: a text payload that is not UTF-8 goes
+/// back where it came from, masked, for [`Session::next`] to report).
+/// Back to front: moving right, every byte is read before a store reaches it.
+#[cold]
+fn remask_right(f: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) {
+    for i in (0..len).rev() {
+        f[src + i] = f[dst + i] ^ key[i & 3];
     }
 }
 
@@ -313,14 +375,16 @@ impl Session {
     /// `tests/fast_path_vs_general.rs` and the `fast_path` fuzz target
     /// check it).
     pub fn echo_short_run(&mut self, buf: &mut [u8], limits: &Limits) -> ShortRun {
-        let mut run = ShortRun::default();
         if self.role != Role::Server || self.in_message() || self.stream_left != 0 || self.partial_done != 0 {
-            return run;
+            return ShortRun::default();
         }
         let max = limits.max_frame_payload.min(limits.max_message).min(125) as usize;
         let (mut r, mut w) = (0usize, 0usize);
-        let mut last_text = None;
-        while let Some(&[b0, b1]) = buf.get(r..r + 2) {
+        // Only text is counted per frame: the totals follow from `r` and
+        // `w` (each frame shrinks by 4 bytes and keeps a 2-byte header).
+        let (mut text_frames, mut text_payload) = (0usize, 0usize);
+        let mut last_b0 = 0u8;
+        while let Some(&[b0, b1, k0, k1, k2, k3]) = buf.get(r..r + 6) {
             // FIN, no RSV bits, Text (0x1) or Binary (0x2); MASK set and a
             // 7-bit length (126/127 announce longer frames).
             if !(b0 == 0x81 || b0 == 0x82) || b1 < 0x80 {
@@ -331,43 +395,46 @@ impl Session {
             if len > max || end > buf.len() {
                 break;
             }
-            let key = [buf[r + 2], buf[r + 3], buf[r + 4], buf[r + 5]];
-            let text = b0 == 0x81;
-            if text {
-                // Unmask where it lies and check it; invalid UTF-8 is put
-                // back as it came, for `next` to report.
-                let p = &mut buf[r + 6..end];
-                apply_mask(p, key, 0);
-                if !super::utf8::is_valid(p) {
-                    apply_mask(p, key, 0);
+            let key = [k0, k1, k2, k3];
+            // This frame's input and the free space before it (`w <= r`):
+            // the echo goes to `f[..2 + len]`, the payload is at the end.
+            let f = &mut buf[w..end];
+            let src = r + 6 - w;
+            let seen = unmask_left(f, src, 2, len, key);
+            if b0 == 0x81 {
+                // ASCII is UTF-8; anything else is checked. Invalid UTF-8
+                // is put back as it came, for `next` to report.
+                if seen & HIGH_BITS != 0 && !super::utf8::is_valid(&f[2..2 + len]) {
+                    remask_right(f, src, 2, len, key);
+                    f[src - 6..src].copy_from_slice(&[b0, b1, k0, k1, k2, k3]);
                     break;
                 }
-                buf[w] = b0;
-                buf[w + 1] = len as u8;
-                buf.copy_within(r + 6..end, w + 2);
-            } else {
-                buf[w] = b0;
-                buf[w + 1] = len as u8;
-                unmask_left(buf, r + 6, w + 2, len, key);
+                text_frames += 1;
+                text_payload += len;
             }
-            last_text = Some(text);
-            run.frames += 1;
-            run.payload += len;
-            run.binary_frames += usize::from(!text);
-            run.binary_payload += if text { 0 } else { len };
+            f[0] = b0;
+            f[1] = len as u8;
+            last_b0 = b0;
             w += 2 + len;
             r = end;
         }
-        if let Some(text) = last_text {
+        let frames = (r - w) / 4;
+        let payload = w - 2 * frames;
+        if frames > 0 {
             // As `begin_data_frame` leaves it after a FIN frame.
-            self.set_flag(MSG_TEXT, text);
+            self.set_flag(MSG_TEXT, last_b0 == 0x81);
             self.set_flag(MSG_COMPRESSED, false);
             self.msg_len = 0;
             self.fragments = 0;
         }
-        run.consumed = r;
-        run.written = w;
-        run
+        ShortRun {
+            consumed: r,
+            written: w,
+            frames,
+            payload,
+            binary_frames: frames - text_frames,
+            binary_payload: payload - text_payload,
+        }
     }
 
     /// Message bookkeeping for a data frame whose header was accepted (done
