@@ -198,3 +198,59 @@ fn fast_path_is_taken_for_a_run_of_short_frames() {
     assert_eq!(fast, general);
     assert_eq!(&copy[..run.written], &fast.out[..]);
 }
+
+/// Every payload length the fast path takes (0..=125: the byte, 4-byte and
+/// word shapes of its unmasking), Binary and Text (ASCII, other UTF-8, and
+/// invalid UTF-8 at the end of a run), each run starting at every offset of
+/// the echo's lag behind its input: the run's counts, its echo, and that
+/// the frame it stops at is left exactly as it came.
+#[test]
+fn fast_path_counts_echo_and_leftover_at_every_short_length() {
+    let mut rng = StdRng::seed_from_u64(0xfa57_1e55);
+    for len in 0..=125usize {
+        for lead in 0..4usize {
+            let mut input = Vec::new();
+            let mut expect = Vec::new();
+            let (mut binary_frames, mut binary_payload, mut frames, mut payload) = (0, 0, 0, 0);
+            // `lead` frames before the one of length `len`, so the echo
+            // lags its input by 4, 8, 12 or 16 bytes when it gets there.
+            let mut lens: Vec<usize> = (0..lead).map(|_| rng.gen_range(0..=125)).collect();
+            lens.push(len);
+            for (i, &n) in lens.iter().enumerate() {
+                let key: [u8; 4] = rng.gen();
+                let (op, p) = match (i + len) % 3 {
+                    0 => (OpCode::Binary, (0..n).map(|_| rng.gen()).collect::<Vec<u8>>()),
+                    1 => (OpCode::Text, (0..n).map(|_| rng.gen_range(0x20..0x7F)).collect()),
+                    _ => {
+                        let mut p: Vec<u8> = "é".repeat(n / 2).into_bytes();
+                        p.resize(n, b'a');
+                        (OpCode::Text, p)
+                    }
+                };
+                write_frame(&mut input, true, 0, op, Some(key), &p);
+                write_frame(&mut expect, true, 0, op, None, &p);
+                frames += 1;
+                payload += n;
+                if op == OpCode::Binary {
+                    binary_frames += 1;
+                    binary_payload += n;
+                }
+            }
+            // Then a text frame that is not UTF-8: the run stops there.
+            let stop = input.len();
+            let bad: Vec<u8> = (0..len.max(1)).map(|i| if i == len.max(1) - 1 { 0xFF } else { b'a' }).collect();
+            write_frame(&mut input, true, 0, OpCode::Text, Some(rng.gen()), &bad);
+            let mut buf = input.clone();
+            let mut s = Session::new(Role::Server);
+            let run = s.echo_short_run(&mut buf, &Limits::default());
+            assert_eq!(
+                (run.consumed, run.written, run.frames, run.payload, run.binary_frames, run.binary_payload),
+                (stop, expect.len(), frames, payload, binary_frames, binary_payload),
+                "len {len} lead {lead}"
+            );
+            assert_eq!(&buf[..run.written], &expect[..], "len {len} lead {lead}");
+            assert_eq!(&buf[stop..], &input[stop..], "len {len} lead {lead}");
+            assert_eq!(s.msg_text(), (lead + len) % 3 != 0, "len {len} lead {lead}");
+        }
+    }
+}

@@ -23,6 +23,7 @@ use super::frame::{FrameHeader, OpCode};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{Limits, Role};
+use std::cell::Cell;
 use std::ops::Range;
 
 /// Frame and message lengths are kept in 32 bits (a smaller `Session` per
@@ -72,23 +73,159 @@ pub struct ShortRun {
     pub binary_payload: usize,
 }
 
-/// Copy `len` masked bytes from `buf[src..]` to `buf[dst..]` (`dst + 4 <=
-/// src`), unmasking them with `key` from key index 0: 8-byte words, then
-/// bytes. Moving left by at least 4, every word is read before a write can
-/// reach it.
-#[inline]
-fn unmask_left(buf: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) {
-    debug_assert!(dst + 4 <= src);
-    let k8 = u64::from(u32::from_ne_bytes(key)) * 0x1_0000_0001;
-    let mut i = 0;
-    while i + 8 <= len {
-        let v = u64::from_ne_bytes(buf[src + i..src + i + 8].try_into().expect("8 bytes")) ^ k8;
-        buf[dst + i..dst + i + 8].copy_from_slice(&v.to_ne_bytes());
-        i += 8;
+// The short-frame fast path works on the buffer as `&[Cell<u8>]`: the
+// echo is written a few bytes before the input it comes from, in the same
+// buffer, and cells let the input and output views overlap in safe code
+// while each keeps an exact length (so the word loop has no bounds checks).
+// Whole-word `get`s and `set`s compile to single loads and stores.
+
+/// The 8 bytes of `c` (exactly 8), little-endian.
+#[inline(always)]
+fn load8(c: &[Cell<u8>]) -> u64 {
+    let a: &[Cell<u8>; 8] = c.try_into().expect("8 bytes");
+    u64::from_le_bytes([a[0].get(), a[1].get(), a[2].get(), a[3].get(), a[4].get(), a[5].get(), a[6].get(), a[7].get()])
+}
+
+/// Store `v` little-endian into `c` (exactly 8 bytes).
+#[inline(always)]
+fn store8(c: &[Cell<u8>], v: u64) {
+    let a: &[Cell<u8>; 8] = c.try_into().expect("8 bytes");
+    for (d, b) in a.iter().zip(v.to_le_bytes()) {
+        d.set(b);
     }
-    while i < len {
-        buf[dst + i] = buf[src + i] ^ key[i & 3];
-        i += 1;
+}
+
+/// The 4 bytes of `c` (exactly 4), little-endian.
+#[inline(always)]
+fn load4(c: &[Cell<u8>]) -> u32 {
+    let a: &[Cell<u8>; 4] = c.try_into().expect("4 bytes");
+    u32::from_le_bytes([a[0].get(), a[1].get(), a[2].get(), a[3].get()])
+}
+
+/// Store `v` little-endian into `c` (exactly 4 bytes).
+#[inline(always)]
+fn store4(c: &[Cell<u8>], v: u32) {
+    let a: &[Cell<u8>; 4] = c.try_into().expect("4 bytes");
+    for (d, b) in a.iter().zip(v.to_le_bytes()) {
+        d.set(b);
+    }
+}
+
+/// High bit of every byte of a word: a word of ASCII has none.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Write the masked bytes of `inp`, unmasked with the key `k4` (key byte
+/// 0 in the low byte) from key index 0, to `out` (same length, the same
+/// buffer, starting at least 4 bytes before `inp`), writing exactly
+/// `out`'s bytes. Returns the OR of the unmasked bytes (in the low byte
+/// lanes of a word), so `& HIGH_BITS == 0` means they are ASCII.
+///
+/// 8-byte words front to back, then one last word that ends at the
+/// payload's end (loaded before any store, so the overlap cannot change
+/// it; it rewrites up to 7 bytes with the same values). Moving left by at
+/// least 4, every other load happens before a store can reach its bytes.
+#[inline(always)]
+fn unmask_left(inp: &[Cell<u8>], out: &[Cell<u8>], k4: u32) -> u64 {
+    let len = inp.len();
+    debug_assert_eq!(len, out.len());
+    if len >= 8 {
+        let k8 = u64::from(k4) * 0x1_0000_0001;
+        // Payload byte `len - 8 + j` takes key byte `(len + j) & 3`.
+        let tail = load8(&inp[len - 8..]) ^ k8.rotate_right(8 * (len as u32 & 3));
+        let mut seen = tail;
+        for (o, i) in out.chunks_exact(8).zip(inp.chunks_exact(8)) {
+            let v = load8(i) ^ k8;
+            store8(o, v);
+            seen |= v;
+        }
+        store8(&out[len - 8..], tail);
+        seen
+    } else if len >= 4 {
+        let head = load4(&inp[..4]) ^ k4;
+        let tail = load4(&inp[len - 4..]) ^ k4.rotate_right(8 * (len as u32 & 3));
+        store4(&out[..4], head);
+        store4(&out[len - 4..], tail);
+        u64::from(head | tail)
+    } else {
+        let (mut seen, mut k) = (0, k4);
+        for (o, i) in out.iter().zip(inp) {
+            let b = i.get() ^ k as u8;
+            o.set(b);
+            seen |= b;
+            k >>= 8;
+        }
+        u64::from(seen)
+    }
+}
+
+/// Where [`short_frames`] got to in the buffer.
+#[derive(Default)]
+struct RunPos {
+    /// Input bytes consumed.
+    r: usize,
+    /// Echo bytes written at the front.
+    w: usize,
+    /// Text frames echoed and their payload bytes (the rest are Binary).
+    text_frames: usize,
+    text_payload: usize,
+    /// The first byte of the last frame echoed.
+    last_b0: u8,
+}
+
+/// The loop of [`Session::echo_short_run`] from `p` on: echo frames until
+/// one is not handled (`None`), or until a text frame whose payload is not
+/// ASCII, which is left unmasked at `p.w + 2` (not yet counted in `p`) for
+/// the caller to check: then its second header byte and key are returned.
+#[inline(always)]
+fn short_frames(buf: &mut [u8], p: &mut RunPos, max: usize) -> Option<(u8, u32)> {
+    let cells = Cell::from_mut(buf).as_slice_of_cells();
+    // The input from `r`, and the buffer from `w` (`w <= r`, overlapping).
+    let mut rest = &cells[p.r..];
+    let mut out = &cells[p.w..];
+    let mut stop = None;
+    while let Some((hdr, after)) = rest.split_first_chunk::<6>() {
+        let (b0, b1) = (hdr[0].get(), hdr[1].get());
+        // FIN, no RSV bits, Text (0x1) or Binary (0x2); MASK set and a
+        // 7-bit length (126/127 announce longer frames).
+        if !(b0 == 0x81 || b0 == 0x82) || b1 < 0x80 {
+            break;
+        }
+        let len = (b1 & 0x7F) as usize;
+        if len > max {
+            break;
+        }
+        let Some((inp, next)) = after.split_at_checked(len) else { break };
+        // Always there (the echo is 4 bytes shorter than the frame).
+        let Some(o) = out.get(2..2 + len) else { break };
+        let k4 = load4(&hdr[2..]);
+        let seen = unmask_left(inp, o, k4);
+        if b0 == 0x81 {
+            if seen & HIGH_BITS != 0 {
+                stop = Some((b1, k4));
+                break;
+            }
+            p.text_frames += 1;
+            p.text_payload += len;
+        }
+        out[0].set(b0);
+        out[1].set(len as u8);
+        p.last_b0 = b0;
+        out = &out[2 + len..];
+        rest = next;
+    }
+    p.r = cells.len() - rest.len();
+    p.w = cells.len() - out.len();
+    stop
+}
+
+/// Undo [`unmask_left`] on `f[dst..dst + len]` back to `f[src..src + len]`
+/// (rare path: a text payload that is not UTF-8 goes back where it came
+/// from, masked, for [`Session::next`] to report).
+/// Back to front: moving right, every byte is read before a store reaches it.
+#[cold]
+fn remask_right(f: &mut [u8], src: usize, dst: usize, len: usize, key: [u8; 4]) {
+    for i in (0..len).rev() {
+        f[src + i] = f[dst + i] ^ key[i & 3];
     }
 }
 
@@ -313,61 +450,49 @@ impl Session {
     /// `tests/fast_path_vs_general.rs` and the `fast_path` fuzz target
     /// check it).
     pub fn echo_short_run(&mut self, buf: &mut [u8], limits: &Limits) -> ShortRun {
-        let mut run = ShortRun::default();
         if self.role != Role::Server || self.in_message() || self.stream_left != 0 || self.partial_done != 0 {
-            return run;
+            return ShortRun::default();
         }
         let max = limits.max_frame_payload.min(limits.max_message).min(125) as usize;
-        let (mut r, mut w) = (0usize, 0usize);
-        let mut last_text = None;
-        while let Some(&[b0, b1]) = buf.get(r..r + 2) {
-            // FIN, no RSV bits, Text (0x1) or Binary (0x2); MASK set and a
-            // 7-bit length (126/127 announce longer frames).
-            if !(b0 == 0x81 || b0 == 0x82) || b1 < 0x80 {
-                break;
-            }
+        let mut p = RunPos::default();
+        while let Some((b1, k4)) = short_frames(buf, &mut p, max) {
+            // Text that is not ASCII, unmasked at `w + 2`: UTF-8 is echoed;
+            // anything else is put back as it came, for `next` to report.
             let len = (b1 & 0x7F) as usize;
-            let end = r + 6 + len;
-            if len > max || end > buf.len() {
+            let key = k4.to_le_bytes();
+            let (src, end) = (p.r + 6 - p.w, p.r + 6 + len);
+            let f = &mut buf[p.w..end];
+            if !super::utf8::is_valid(&f[2..2 + len]) {
+                remask_right(f, src, 2, len, key);
+                f[src - 6..src].copy_from_slice(&[0x81, b1, key[0], key[1], key[2], key[3]]);
                 break;
             }
-            let key = [buf[r + 2], buf[r + 3], buf[r + 4], buf[r + 5]];
-            let text = b0 == 0x81;
-            if text {
-                // Unmask where it lies and check it; invalid UTF-8 is put
-                // back as it came, for `next` to report.
-                let p = &mut buf[r + 6..end];
-                apply_mask(p, key, 0);
-                if !super::utf8::is_valid(p) {
-                    apply_mask(p, key, 0);
-                    break;
-                }
-                buf[w] = b0;
-                buf[w + 1] = len as u8;
-                buf.copy_within(r + 6..end, w + 2);
-            } else {
-                buf[w] = b0;
-                buf[w + 1] = len as u8;
-                unmask_left(buf, r + 6, w + 2, len, key);
-            }
-            last_text = Some(text);
-            run.frames += 1;
-            run.payload += len;
-            run.binary_frames += usize::from(!text);
-            run.binary_payload += if text { 0 } else { len };
-            w += 2 + len;
-            r = end;
+            f[0] = 0x81;
+            f[1] = len as u8;
+            p.text_frames += 1;
+            p.text_payload += len;
+            p.last_b0 = 0x81;
+            p.w += 2 + len;
+            p.r = end;
         }
-        if let Some(text) = last_text {
+        let RunPos { r, w, text_frames, text_payload, last_b0 } = p;
+        let frames = (r - w) / 4;
+        let payload = w - 2 * frames;
+        if frames > 0 {
             // As `begin_data_frame` leaves it after a FIN frame.
-            self.set_flag(MSG_TEXT, text);
+            self.set_flag(MSG_TEXT, last_b0 == 0x81);
             self.set_flag(MSG_COMPRESSED, false);
             self.msg_len = 0;
             self.fragments = 0;
         }
-        run.consumed = r;
-        run.written = w;
-        run
+        ShortRun {
+            consumed: r,
+            written: w,
+            frames,
+            payload,
+            binary_frames: frames - text_frames,
+            binary_payload: payload - text_payload,
+        }
     }
 
     /// Message bookkeeping for a data frame whose header was accepted (done
