@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{masked_frame, upgrade_request};
+use common::{masked_frame, upgrade_request, Launch, ServerProc, HTTP, HTTPS};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsecho::client::tls::{client_config, Trust};
@@ -19,63 +19,12 @@ use wsecho::proto::Role;
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-/// `wsecho` with TLS, killed on drop; `log` is its stderr so far.
-struct TlsServer {
-    child: Child,
-    addr: SocketAddr,
-    /// The plain listener's address, with `--tls-addr`.
-    plain: Option<SocketAddr>,
-    log: Arc<std::sync::Mutex<String>>,
-}
-
-impl TlsServer {
-    /// Start `wsecho --addr 127.0.0.1:0 --threads 1 ARGS…` and wait for its
-    /// `https://` line.
-    fn start(args: &[&str]) -> TlsServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--addr", "127.0.0.1:0", "--threads", "1"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let seen = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                seen.lock().unwrap().push_str(&line);
-                seen.lock().unwrap().push('\n');
-                for scheme in ["https", "http"] {
-                    if let Some(rest) = line.split(&format!("listening on {scheme}://")).nth(1) {
-                        let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                        let _ = tx.send((scheme, addr.parse::<SocketAddr>().unwrap()));
-                    }
-                }
-            }
-        });
-        let (mut addr, mut plain) = (None, None);
-        let want_plain = args.contains(&"--tls-addr");
-        while addr.is_none() || (want_plain && plain.is_none()) {
-            match rx.recv_timeout(Duration::from_secs(20)).expect("wsecho did not report its address") {
-                ("https", a) => addr = Some(a),
-                (_, a) => plain = Some(a),
-            }
-        }
-        TlsServer { child, addr: addr.unwrap(), plain, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Start `wsecho --addr 127.0.0.1:0 --threads 1 ARGS…` (TLS flags among
+/// them) and wait for its `https://` line, and with `--tls-addr` for the
+/// plain listener's `http://` one too ([`ServerProc::addr_of`]).
+fn tls_server(args: &[&str]) -> ServerProc {
+    let markers: &[&str] = if args.contains(&"--tls-addr") { &[HTTPS, HTTP] } else { &[HTTPS] };
+    Launch::new(&[&["--threads", "1"][..], args].concat()).wait_for(markers).start()
 }
 
 /// A certificate for localhost/127.0.0.1 with its key, as PEM files in a
@@ -170,12 +119,12 @@ fn still_served(addr: SocketAddr) {
 
 #[test]
 fn issue_13_wss_echo_with_self_signed_cert_and_logged_fingerprint() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let mut tls = tls_connect(server.addr, insecure(), "localhost").expect("TLS handshake");
     assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     let leaf = tls.conn.peer_certificates().expect("a certificate")[0].clone();
     let fp = wsecho::server::tls::fingerprint(&leaf);
-    assert!(server.log().contains(&format!("SHA-256 fingerprint {fp}")), "{}", server.log());
+    assert!(server.log_text().contains(&format!("SHA-256 fingerprint {fp}")), "{}", server.log_text());
     upgrade(&mut tls);
     echo(&mut tls, "hello over wss");
     // A message larger than one TLS record (16 KiB) comes back whole.
@@ -194,8 +143,8 @@ fn issue_13_wss_echo_with_self_signed_cert_and_logged_fingerprint() {
 fn issue_13_records_straddling_small_reads_echo_whole() {
     // The smallest read buffer (raised to two records for TLS): a 1 MiB
     // message arrives as 64 records, and reads end in the middle of one.
-    let server = TlsServer::start(&["--tls-self-signed", "--read-buffer", "4096", "--max-held-frame", "0"]);
-    assert!(server.log().contains("read buffer raised"), "{}", server.log());
+    let server = tls_server(&["--tls-self-signed", "--read-buffer", "4096", "--max-held-frame", "0"]);
+    assert!(server.log_text().contains("read buffer raised"), "{}", server.log_text());
     let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
     upgrade(&mut tls);
     let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -214,7 +163,7 @@ fn issue_13_records_straddling_small_reads_echo_whole() {
 fn issue_13_wss_echo_with_cert_files_verified_tls13_and_tls12() {
     let files = CertFiles::new("pair");
     let args = files.args();
-    let server = TlsServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = tls_server(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(files.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -233,8 +182,8 @@ fn issue_13_wss_echo_with_cert_files_verified_tls13_and_tls12() {
 
 #[test]
 fn issue_13_https_page_and_plain_listener_side_by_side() {
-    let server = TlsServer::start(&["--tls-self-signed", "--tls-addr", "127.0.0.1:0"]);
-    let plain = server.plain.expect("plain listener");
+    let server = tls_server(&["--tls-self-signed", "--tls-addr", "127.0.0.1:0"]);
+    let plain = server.addr_of(HTTP);
     assert_ne!(plain, server.addr);
     let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
@@ -310,7 +259,7 @@ fn issue_13_certificate_flags_from_environment() {
 
 #[test]
 fn issue_13_plain_http_to_tls_port_is_closed_cleanly_others_unaffected() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let mut open = tls_connect(server.addr, insecure(), "localhost").unwrap();
     upgrade(&mut open);
     let mut s = common::raw_to(server.addr);
@@ -330,7 +279,7 @@ fn issue_13_plain_http_to_tls_port_is_closed_cleanly_others_unaffected() {
 
 #[test]
 fn issue_13_stalled_tls_handshake_is_closed_by_handshake_timeout() {
-    let server = TlsServer::start(&["--tls-self-signed", "--handshake-timeout", "500ms"]);
+    let server = tls_server(&["--tls-self-signed", "--handshake-timeout", "500ms"]);
     // Half a ClientHello.
     let name = ServerName::try_from("localhost").unwrap();
     let mut hello = ClientConnection::new(insecure(), name).unwrap();
@@ -358,7 +307,7 @@ fn issue_13_stalled_tls_handshake_is_closed_by_handshake_timeout() {
 
 #[test]
 fn issue_13_close_notify_precedes_eof_on_server_initiated_close() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
     upgrade(&mut tls);
     // An unmasked frame: the server closes 1002 and then the connection.
@@ -392,7 +341,7 @@ fn run_client(args: &[&str]) -> (Option<i32>, String) {
 fn issue_13_client_wss_with_ca_file_and_refusal_without_it() {
     let files = CertFiles::new("client");
     let args = files.args();
-    let server = TlsServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = tls_server(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let url = format!("wss://localhost:{}/echo", server.addr.port());
     let ca = files.cert.to_str().unwrap();
     let once = ["--count", "1", "--interval", "0.05", "--message", "over wss"];
@@ -407,7 +356,7 @@ fn issue_13_client_wss_with_ca_file_and_refusal_without_it() {
 
 #[test]
 fn issue_13_client_insecure_accepts_self_signed_with_a_warning() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let url = format!("wss://127.0.0.1:{}/echo", server.addr.port());
     let (code, err) =
         run_client(&["--url", &url, "--insecure", "--count", "2", "--interval", "0.05", "--message", "hi"]);
