@@ -364,3 +364,108 @@ fn issue_13_client_insecure_accepts_self_signed_with_a_warning() {
     assert!(err.contains("--insecure") && err.contains("not verified"), "{err}");
     assert_eq!(err.matches("recv: hi").count(), 2, "{err}");
 }
+
+/// A sample of the metrics text at `metrics` (0 when absent).
+fn sample(metrics: SocketAddr, key: &str) -> f64 {
+    let mut s = common::raw_to(metrics);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let text = common::read_to_end(&mut s);
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(key));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn issue_13_tls_write_path_stays_within_pool_cap_plus_a_record_per_connection_with_never_reading_wss_clients() {
+    const MIB: u64 = 1 << 20;
+    const HOGS: u64 = 8;
+    const POOL_CAP: u64 = MIB;
+    // Per connection outside the pool, from src/server/tls.rs: rustls's
+    // state (3.7 KiB idle, tests/tls_memory.rs) plus at most one record in
+    // each direction held by the stream (held_in, held_out, pending_plain:
+    // 3 × (16 KiB + 2 KiB)); rounded up to 64 KiB.
+    const PER_CONN: u64 = 64 << 10;
+    // The allocator's and the reactor's slack (read buffer, record scratch,
+    // spare pool chunks), as the plain-TCP test allows (8 MiB for 1 MiB).
+    const SLACK: u64 = 6 * MIB;
+    let cap = POOL_CAP.to_string();
+    let server = Launch::new(&[
+        "--threads",
+        "1",
+        "--tls-self-signed",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--max-pool-bytes",
+        &cap,
+        "--backpressure-timeout",
+        "2",
+        "--close-timeout",
+        "1",
+    ])
+    .wait_for(&[HTTPS, common::METRICS])
+    .start();
+    let (addr, metrics) = (server.addr, server.addr_of(common::METRICS));
+    still_served(addr);
+    let before = server.rss();
+    let hogs: Vec<_> = (0..HOGS)
+        .map(|_| {
+            let mut tls = tls_connect(addr, insecure(), "localhost").unwrap();
+            upgrade(&mut tls);
+            tls.sock.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            std::thread::spawn(move || {
+                // One 16 MiB frame, never reading the echo.
+                let total = 16usize << 20;
+                let chunk = common::masked_part(&vec![b'x'; 64 * 1024], 0);
+                let mut sent = 0;
+                if tls.write_all(&common::masked_header(true, OpCode::Binary, total as u64)).is_ok() {
+                    while sent < total && tls.write_all(&chunk).is_ok() {
+                        sent += chunk.len();
+                    }
+                }
+                (tls, sent)
+            })
+        })
+        .collect();
+    // Meanwhile a well-behaved wss client is echoed, and RSS is sampled.
+    let mut good = tls_connect(addr, insecure(), "localhost").unwrap();
+    upgrade(&mut good);
+    let (mut peak, mut echoes, mut slowest) = (0, 0, Duration::ZERO);
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        peak = peak.max(server.rss());
+        let t = Instant::now();
+        echo(&mut good, "well-behaved");
+        slowest = slowest.max(t.elapsed());
+        echoes += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let results: Vec<(Tls, usize)> = hogs.into_iter().map(|h| h.join().unwrap()).collect();
+    let growth = peak.saturating_sub(before);
+    let bound = POOL_CAP + HOGS * PER_CONN + SLACK;
+    let sent: Vec<usize> = results.iter().map(|r| r.1).collect();
+    println!(
+        "peak RSS growth with {HOGS} never-reading wss clients, pool cap {POOL_CAP}: {growth} bytes (bound {bound}); \
+         server RSS {before} -> peak {peak}; sent {sent:?}; {echoes} echoes to a reading client meanwhile, slowest {slowest:?}"
+    );
+    // Echoed while the hogs were still open (before --backpressure-timeout).
+    assert!(echoes >= 10 && slowest < Duration::from_secs(1), "{echoes} echoes, slowest {slowest:?}");
+    for s in &sent {
+        assert!(*s < 16 << 20, "server read a whole 16 MiB frame from a client that never reads");
+    }
+    assert!(growth <= bound, "RSS grew by {growth} bytes, over {bound}");
+    // The hogs are paused, closed with 1008 (--backpressure-timeout), then
+    // dropped (--close-timeout): their sockets reach EOF.
+    let waiters: Vec<_> = results
+        .into_iter()
+        .map(|(tls, _)| {
+            let mut sock = tls.sock;
+            std::thread::spawn(move || common::expect_tcp_closed_within(&mut sock, Duration::from_secs(60)))
+        })
+        .collect();
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert!(sample(metrics, "wsecho_backpressure_pauses_total") >= HOGS as f64);
+    assert_eq!(sample(metrics, "wsecho_close_frames_sent_total{code=\"1008\"}"), HOGS as f64);
+    echo(&mut good, "still echoed");
+    still_served(addr);
+}
