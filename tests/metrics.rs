@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    expect_close, expect_tcp_closed, masked_frame, read_frame, read_to_end, upgraded_to, Launch, ServerProc, HTTP, METRICS,
+    expect_close, expect_tcp_closed, masked_frame, read_frame, read_to_end, upgraded_to, Launch, ServerProc, HTTP,
+    METRICS,
 };
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -327,11 +328,7 @@ fn issue_12_healthz_503_at_sigterm_connections_echo_through_drain_delay_then_100
         "drain delay over",
         "draining: closing 2 connections with 1001",
     ] {
-        assert!(
-            server.wait_log(step, Duration::from_secs(1)),
-            "no log line {step:?} in {:#?}",
-            server.log()
-        );
+        assert!(server.wait_log(step, Duration::from_secs(1)), "no log line {step:?} in {:#?}", server.log());
     }
 }
 
