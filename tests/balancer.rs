@@ -186,15 +186,8 @@ fn stop_instance(inst: &mut ServerProc) {
 /// Wait for an instance that was sent SIGTERM to exit 0 (a second signal
 /// would cut its --drain-delay short).
 fn wait_exit(inst: &mut ServerProc) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = inst.child.try_wait().unwrap() {
-            assert!(st.success(), "drained instance exited with {st}");
-            return;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "instance did not exit within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let st = inst.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "drained instance exited with {st}");
 }
 
 /// The checks shared by both balancers: every connection lost was closed by

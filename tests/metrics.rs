@@ -5,75 +5,38 @@
 
 mod common;
 
-use common::{expect_close, expect_tcp_closed, masked_frame, read_frame, read_to_end, upgraded_to};
+use common::{
+    expect_close, expect_tcp_closed, masked_frame, read_frame, read_to_end, upgraded_to, Launch, ServerProc, HTTP,
+    METRICS,
+};
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wsecho::proto::frame::OpCode;
 
-/// `wsecho` in a child process with its metrics listener on a free port;
-/// every stderr line is kept for the log checks.
-struct Wsecho {
-    child: Child,
-    addr: SocketAddr,
-    metrics: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+/// `wsecho ARGS…` in a child process with its metrics listener on a free
+/// port; every stderr line is kept for the log checks.
+fn start(args: &[&str]) -> ServerProc {
+    Launch::new(&[&["--metrics-addr", "127.0.0.1:0"][..], args].concat()).wait_for(&[HTTP, METRICS]).start()
 }
 
-impl Wsecho {
-    fn start(args: &[&str]) -> Wsecho {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = log.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                for marker in ["listening on http://", "metrics on http://"] {
-                    if let Some(rest) = line.split(marker).nth(1) {
-                        let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '/').collect();
-                        let _ = tx.send((marker, addr));
-                    }
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let (mut addr, mut metrics) = (None, None);
-        while addr.is_none() || metrics.is_none() {
-            let (marker, a) = rx.recv_timeout(Duration::from_secs(20)).expect("wsecho did not report its addresses");
-            let a: SocketAddr = a.parse().expect("address");
-            if marker.starts_with("listening") {
-                addr = Some(a);
-            } else {
-                metrics = Some(a);
-            }
-        }
-        Wsecho { child, addr: addr.unwrap(), metrics: metrics.unwrap(), log }
-    }
+/// Scraping the metrics listener of a [`start`]ed server.
+trait Scrape {
+    fn metrics(&self) -> SocketAddr;
+    fn scrape(&self) -> Samples;
+    fn scrape_until(&self, key: &str, want: f64) -> Samples;
+    fn scrape_when_idle(&self) -> Samples;
+}
 
-    /// Wait up to `limit` for a log line containing `needle`.
-    fn wait_log(&self, needle: &str, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+impl Scrape for ServerProc {
+    fn metrics(&self) -> SocketAddr {
+        self.addr_of(METRICS)
     }
 
     fn scrape(&self) -> Samples {
-        let (status, body) = http_get(self.metrics, "/metrics");
+        let (status, body) = http_get(self.metrics(), "/metrics");
         assert_eq!(status, 200, "{body}");
         Samples::parse(&body)
     }
@@ -108,25 +71,6 @@ impl Wsecho {
             assert!(Instant::now() < end, "connections still open after 10 s: {open}");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Wait for the process to exit; its status.
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < end, "wsecho did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Wsecho {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -212,7 +156,7 @@ fn protocol_error(addr: SocketAddr) {
 
 #[test]
 fn issue_12_metrics_show_exactly_a_known_workload() {
-    let server = Wsecho::start(&["--threads", "2"]);
+    let server = start(&["--threads", "2"]);
     let (conns, msgs, size, bin) = (5, 4, 100, 33);
     echo_workload(server.addr, conns, msgs, size, bin);
     rejected_upgrade(server.addr);
@@ -257,7 +201,7 @@ fn issue_12_metrics_show_exactly_a_known_workload() {
 
 #[test]
 fn issue_12_metrics_count_keepalive_pings_and_open_connections_by_phase() {
-    let server = Wsecho::start(&["--threads", "1", "--idle-timeout", "300ms"]);
+    let server = start(&["--threads", "1", "--idle-timeout", "300ms"]);
     let mut s = upgraded_to(server.addr);
     let _half = common::raw_to(server.addr); // connected, no request yet: handshaking
     let (fin, op, _) = read_frame(&mut s);
@@ -271,12 +215,12 @@ fn issue_12_metrics_count_keepalive_pings_and_open_connections_by_phase() {
 
 #[test]
 fn issue_12_promtool_check_metrics_passes_on_our_output() {
-    let server = Wsecho::start(&["--threads", "2"]);
+    let server = start(&["--threads", "2"]);
     echo_workload(server.addr, 3, 2, 10, 5);
     rejected_upgrade(server.addr);
     protocol_error(server.addr);
     server.scrape_when_idle();
-    let (status, body) = http_get(server.metrics, "/metrics");
+    let (status, body) = http_get(server.metrics(), "/metrics");
     assert_eq!(status, 200);
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -293,25 +237,25 @@ fn issue_12_promtool_check_metrics_passes_on_our_output() {
 
 #[test]
 fn issue_12_metrics_listener_serves_only_metrics_and_healthz_and_bounds_requests() {
-    let server = Wsecho::start(&["--threads", "1"]);
-    assert_eq!(http_get(server.metrics, "/healthz"), (200, "ok\n".into()));
-    assert_eq!(http_get(server.metrics, "/nope").0, 404);
-    assert_eq!(http_get(server.metrics, "/").0, 404);
+    let server = start(&["--threads", "1"]);
+    assert_eq!(http_get(server.metrics(), "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http_get(server.metrics(), "/nope").0, 404);
+    assert_eq!(http_get(server.metrics(), "/").0, 404);
     // Never on the public port.
     assert_eq!(http_get(server.addr, "/metrics").0, 404);
     assert_eq!(http_get(server.addr, "/healthz").0, 404);
     // A head that never ends is cut off at the cap.
-    let mut big = TcpStream::connect(server.metrics).unwrap();
+    let mut big = TcpStream::connect(server.metrics()).unwrap();
     big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let filler = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(wsecho::server::admin::MAX_REQUEST_HEAD));
     big.write_all(filler.as_bytes()).unwrap();
     assert!(read_to_end(&mut big).starts_with("HTTP/1.1 431"));
     // A silent client does not hold up a health check, and is dropped after
     // the request timeout.
-    let mut silent = TcpStream::connect(server.metrics).unwrap();
+    let mut silent = TcpStream::connect(server.metrics()).unwrap();
     silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let t = Instant::now();
-    assert_eq!(http_get(server.metrics, "/healthz").0, 200);
+    assert_eq!(http_get(server.metrics(), "/healthz").0, 200);
     assert!(t.elapsed() < Duration::from_secs(1), "health check waited {:?} behind a silent client", t.elapsed());
     let mut b = [0u8; 16];
     let n = silent.read(&mut b).unwrap_or(0);
@@ -319,37 +263,37 @@ fn issue_12_metrics_listener_serves_only_metrics_and_healthz_and_bounds_requests
     let waited = t.elapsed();
     assert!(waited >= wsecho::server::admin::REQUEST_TIMEOUT - Duration::from_millis(100), "{waited:?}");
     assert!(waited < wsecho::server::admin::REQUEST_TIMEOUT + Duration::from_secs(2), "{waited:?}");
-    assert_eq!(http_get(server.metrics, "/healthz").0, 200);
+    assert_eq!(http_get(server.metrics(), "/healthz").0, 200);
 }
 
 #[test]
 fn issue_12_metrics_listener_closes_clients_past_its_cap_unanswered() {
     use wsecho::server::admin::{MAX_CLIENTS, REQUEST_TIMEOUT};
-    let server = Wsecho::start(&["--threads", "1"]);
-    let held: Vec<TcpStream> = (0..MAX_CLIENTS).map(|_| TcpStream::connect(server.metrics).unwrap()).collect();
+    let server = start(&["--threads", "1"]);
+    let held: Vec<TcpStream> = (0..MAX_CLIENTS).map(|_| TcpStream::connect(server.metrics()).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200)); // let the listener take them all
     let t = Instant::now();
-    let (status, _) = try_http_get(server.metrics, "/healthz").unwrap_or((0, String::new()));
+    let (status, _) = try_http_get(server.metrics(), "/healthz").unwrap_or((0, String::new()));
     assert_eq!(status, 0, "answered past the cap of {MAX_CLIENTS}");
     assert!(t.elapsed() < REQUEST_TIMEOUT, "not closed at once: {:?}", t.elapsed());
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(http_get(server.metrics, "/healthz").0, 200);
+    assert_eq!(http_get(server.metrics(), "/healthz").0, 200);
 }
 
 #[test]
 fn issue_12_healthz_503_at_sigterm_connections_echo_through_drain_delay_then_1001_and_exit_0() {
     let delay = Duration::from_secs(2);
-    let mut server = Wsecho::start(&["--threads", "2", "--drain-delay", "2s"]);
+    let mut server = start(&["--threads", "2", "--drain-delay", "2s"]);
     let mut s = upgraded_to(server.addr);
-    assert_eq!(http_get(server.metrics, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http_get(server.metrics(), "/healthz"), (200, "ok\n".into()));
 
     let sent = Instant::now();
     common::signal(server.child.id(), "TERM");
     // 503 at once (the signal is handled on another thread: allow it a moment).
     let end = sent + Duration::from_millis(500);
     loop {
-        let (status, body) = http_get(server.metrics, "/healthz");
+        let (status, body) = http_get(server.metrics(), "/healthz");
         if status == 503 {
             assert_eq!(body, "draining\n");
             break;
@@ -384,17 +328,13 @@ fn issue_12_healthz_503_at_sigterm_connections_echo_through_drain_delay_then_100
         "drain delay over",
         "draining: closing 2 connections with 1001",
     ] {
-        assert!(
-            server.wait_log(step, Duration::from_secs(1)),
-            "no log line {step:?} in {:#?}",
-            server.log.lock().unwrap()
-        );
+        assert!(server.wait_log(step, Duration::from_secs(1)), "no log line {step:?} in {:#?}", server.log());
     }
 }
 
 #[test]
 fn issue_12_second_sigterm_skips_the_rest_of_the_drain_delay() {
-    let mut server = Wsecho::start(&["--threads", "1", "--drain-delay", "60s"]);
+    let mut server = start(&["--threads", "1", "--drain-delay", "60s"]);
     let mut s = upgraded_to(server.addr);
     common::signal(server.child.id(), "TERM");
     assert!(server.wait_log("drain delay: serving on for 1m", Duration::from_secs(5)));
@@ -477,10 +417,10 @@ impl Drop for Prometheus {
 
 #[test]
 fn issue_12_a_real_prometheus_scrapes_us_and_reads_the_echo_counter_back() {
-    let server = Wsecho::start(&["--threads", "2"]);
+    let server = start(&["--threads", "2"]);
     let (conns, msgs) = (4, 7);
     echo_workload(server.addr, conns, msgs, 64, 16);
-    let prom = Prometheus::start(server.metrics);
+    let prom = Prometheus::start(server.metrics());
     let want = (conns * msgs) as f64;
     let q = "sum(wsecho_messages_echoed_total{opcode=\"text\"})";
     let end = Instant::now() + Duration::from_secs(60);
@@ -501,7 +441,7 @@ fn issue_12_a_real_prometheus_scrapes_us_and_reads_the_echo_counter_back() {
 
 #[test]
 fn issue_12_a_client_that_never_reads_shows_as_a_backpressure_pause_and_pool_bytes() {
-    let server = Wsecho::start(&["--threads", "1"]);
+    let server = start(&["--threads", "1"]);
     let mut hog = upgraded_to(server.addr);
     hog.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
     let before = server.scrape();
@@ -521,7 +461,7 @@ fn issue_12_a_client_that_never_reads_shows_as_a_backpressure_pause_and_pool_byt
 #[test]
 fn issue_12_fragmented_messages_count_under_their_first_frames_opcode_and_hold_an_inflater_while_compressed() {
     use flate2::{Compress, Compression, FlushCompress};
-    let server = Wsecho::start(&["--threads", "1"]);
+    let server = start(&["--threads", "1"]);
     let mut s = common::raw_to(server.addr);
     s.write_all(
         b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -571,7 +511,7 @@ fn issue_12_sigterm_as_soon_as_the_addresses_are_logged_drains_rather_than_kills
     // The handlers are installed before anything is logged: a balancer or
     // test that signals at once gets a drain (exit 0), not death by SIGTERM.
     for _ in 0..5 {
-        let mut server = Wsecho::start(&["--threads", "1"]);
+        let mut server = start(&["--threads", "1"]);
         common::signal(server.child.id(), "TERM");
         let st = server.wait_exit(Duration::from_secs(10));
         assert_eq!(st.code(), Some(0), "{st}");

@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{masked_frame, upgrade_request};
+use common::{masked_frame, upgrade_request, Launch, ServerProc, HTTP, HTTPS};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsecho::client::tls::{client_config, Trust};
@@ -19,63 +19,12 @@ use wsecho::proto::Role;
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-/// `wsecho` with TLS, killed on drop; `log` is its stderr so far.
-struct TlsServer {
-    child: Child,
-    addr: SocketAddr,
-    /// The plain listener's address, with `--tls-addr`.
-    plain: Option<SocketAddr>,
-    log: Arc<std::sync::Mutex<String>>,
-}
-
-impl TlsServer {
-    /// Start `wsecho --addr 127.0.0.1:0 --threads 1 ARGS…` and wait for its
-    /// `https://` line.
-    fn start(args: &[&str]) -> TlsServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--addr", "127.0.0.1:0", "--threads", "1"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let seen = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                seen.lock().unwrap().push_str(&line);
-                seen.lock().unwrap().push('\n');
-                for scheme in ["https", "http"] {
-                    if let Some(rest) = line.split(&format!("listening on {scheme}://")).nth(1) {
-                        let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                        let _ = tx.send((scheme, addr.parse::<SocketAddr>().unwrap()));
-                    }
-                }
-            }
-        });
-        let (mut addr, mut plain) = (None, None);
-        let want_plain = args.contains(&"--tls-addr");
-        while addr.is_none() || (want_plain && plain.is_none()) {
-            match rx.recv_timeout(Duration::from_secs(20)).expect("wsecho did not report its address") {
-                ("https", a) => addr = Some(a),
-                (_, a) => plain = Some(a),
-            }
-        }
-        TlsServer { child, addr: addr.unwrap(), plain, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Start `wsecho --addr 127.0.0.1:0 --threads 1 ARGS…` (TLS flags among
+/// them) and wait for its `https://` line, and with `--tls-addr` for the
+/// plain listener's `http://` one too ([`ServerProc::addr_of`]).
+fn tls_server(args: &[&str]) -> ServerProc {
+    let markers: &[&str] = if args.contains(&"--tls-addr") { &[HTTPS, HTTP] } else { &[HTTPS] };
+    Launch::new(&[&["--threads", "1"][..], args].concat()).wait_for(markers).start()
 }
 
 /// A certificate for localhost/127.0.0.1 with its key, as PEM files in a
@@ -170,12 +119,12 @@ fn still_served(addr: SocketAddr) {
 
 #[test]
 fn issue_13_wss_echo_with_self_signed_cert_and_logged_fingerprint() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let mut tls = tls_connect(server.addr, insecure(), "localhost").expect("TLS handshake");
     assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     let leaf = tls.conn.peer_certificates().expect("a certificate")[0].clone();
     let fp = wsecho::server::tls::fingerprint(&leaf);
-    assert!(server.log().contains(&format!("SHA-256 fingerprint {fp}")), "{}", server.log());
+    assert!(server.log_text().contains(&format!("SHA-256 fingerprint {fp}")), "{}", server.log_text());
     upgrade(&mut tls);
     echo(&mut tls, "hello over wss");
     // A message larger than one TLS record (16 KiB) comes back whole.
@@ -194,8 +143,8 @@ fn issue_13_wss_echo_with_self_signed_cert_and_logged_fingerprint() {
 fn issue_13_records_straddling_small_reads_echo_whole() {
     // The smallest read buffer (raised to two records for TLS): a 1 MiB
     // message arrives as 64 records, and reads end in the middle of one.
-    let server = TlsServer::start(&["--tls-self-signed", "--read-buffer", "4096", "--max-held-frame", "0"]);
-    assert!(server.log().contains("read buffer raised"), "{}", server.log());
+    let server = tls_server(&["--tls-self-signed", "--read-buffer", "4096", "--max-held-frame", "0"]);
+    assert!(server.log_text().contains("read buffer raised"), "{}", server.log_text());
     let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
     upgrade(&mut tls);
     let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -214,7 +163,7 @@ fn issue_13_records_straddling_small_reads_echo_whole() {
 fn issue_13_wss_echo_with_cert_files_verified_tls13_and_tls12() {
     let files = CertFiles::new("pair");
     let args = files.args();
-    let server = TlsServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = tls_server(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(files.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -233,8 +182,8 @@ fn issue_13_wss_echo_with_cert_files_verified_tls13_and_tls12() {
 
 #[test]
 fn issue_13_https_page_and_plain_listener_side_by_side() {
-    let server = TlsServer::start(&["--tls-self-signed", "--tls-addr", "127.0.0.1:0"]);
-    let plain = server.plain.expect("plain listener");
+    let server = tls_server(&["--tls-self-signed", "--tls-addr", "127.0.0.1:0"]);
+    let plain = server.addr_of(HTTP);
     assert_ne!(plain, server.addr);
     let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
@@ -310,7 +259,7 @@ fn issue_13_certificate_flags_from_environment() {
 
 #[test]
 fn issue_13_plain_http_to_tls_port_is_closed_cleanly_others_unaffected() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let mut open = tls_connect(server.addr, insecure(), "localhost").unwrap();
     upgrade(&mut open);
     let mut s = common::raw_to(server.addr);
@@ -330,7 +279,7 @@ fn issue_13_plain_http_to_tls_port_is_closed_cleanly_others_unaffected() {
 
 #[test]
 fn issue_13_stalled_tls_handshake_is_closed_by_handshake_timeout() {
-    let server = TlsServer::start(&["--tls-self-signed", "--handshake-timeout", "500ms"]);
+    let server = tls_server(&["--tls-self-signed", "--handshake-timeout", "500ms"]);
     // Half a ClientHello.
     let name = ServerName::try_from("localhost").unwrap();
     let mut hello = ClientConnection::new(insecure(), name).unwrap();
@@ -358,7 +307,7 @@ fn issue_13_stalled_tls_handshake_is_closed_by_handshake_timeout() {
 
 #[test]
 fn issue_13_close_notify_precedes_eof_on_server_initiated_close() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let mut tls = tls_connect(server.addr, insecure(), "localhost").unwrap();
     upgrade(&mut tls);
     // An unmasked frame: the server closes 1002 and then the connection.
@@ -392,7 +341,7 @@ fn run_client(args: &[&str]) -> (Option<i32>, String) {
 fn issue_13_client_wss_with_ca_file_and_refusal_without_it() {
     let files = CertFiles::new("client");
     let args = files.args();
-    let server = TlsServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = tls_server(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let url = format!("wss://localhost:{}/echo", server.addr.port());
     let ca = files.cert.to_str().unwrap();
     let once = ["--count", "1", "--interval", "0.05", "--message", "over wss"];
@@ -407,11 +356,116 @@ fn issue_13_client_wss_with_ca_file_and_refusal_without_it() {
 
 #[test]
 fn issue_13_client_insecure_accepts_self_signed_with_a_warning() {
-    let server = TlsServer::start(&["--tls-self-signed"]);
+    let server = tls_server(&["--tls-self-signed"]);
     let url = format!("wss://127.0.0.1:{}/echo", server.addr.port());
     let (code, err) =
         run_client(&["--url", &url, "--insecure", "--count", "2", "--interval", "0.05", "--message", "hi"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("--insecure") && err.contains("not verified"), "{err}");
     assert_eq!(err.matches("recv: hi").count(), 2, "{err}");
+}
+
+/// A sample of the metrics text at `metrics` (0 when absent).
+fn sample(metrics: SocketAddr, key: &str) -> f64 {
+    let mut s = common::raw_to(metrics);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let text = common::read_to_end(&mut s);
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(key));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn issue_13_tls_write_path_stays_within_pool_cap_plus_a_record_per_connection_with_never_reading_wss_clients() {
+    const MIB: u64 = 1 << 20;
+    const HOGS: u64 = 8;
+    const POOL_CAP: u64 = MIB;
+    // Per connection outside the pool, from src/server/tls.rs: rustls's
+    // state (3.7 KiB idle, tests/tls_memory.rs) plus at most one record in
+    // each direction held by the stream (held_in, held_out, pending_plain:
+    // 3 × (16 KiB + 2 KiB)); rounded up to 64 KiB.
+    const PER_CONN: u64 = 64 << 10;
+    // The allocator's and the reactor's slack (read buffer, record scratch,
+    // spare pool chunks), as the plain-TCP test allows (8 MiB for 1 MiB).
+    const SLACK: u64 = 6 * MIB;
+    let cap = POOL_CAP.to_string();
+    let server = Launch::new(&[
+        "--threads",
+        "1",
+        "--tls-self-signed",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--max-pool-bytes",
+        &cap,
+        "--backpressure-timeout",
+        "2",
+        "--close-timeout",
+        "1",
+    ])
+    .wait_for(&[HTTPS, common::METRICS])
+    .start();
+    let (addr, metrics) = (server.addr, server.addr_of(common::METRICS));
+    still_served(addr);
+    let before = server.rss();
+    let hogs: Vec<_> = (0..HOGS)
+        .map(|_| {
+            let mut tls = tls_connect(addr, insecure(), "localhost").unwrap();
+            upgrade(&mut tls);
+            tls.sock.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            std::thread::spawn(move || {
+                // One 16 MiB frame, never reading the echo.
+                let total = 16usize << 20;
+                let chunk = common::masked_part(&vec![b'x'; 64 * 1024], 0);
+                let mut sent = 0;
+                if tls.write_all(&common::masked_header(true, OpCode::Binary, total as u64)).is_ok() {
+                    while sent < total && tls.write_all(&chunk).is_ok() {
+                        sent += chunk.len();
+                    }
+                }
+                (tls, sent)
+            })
+        })
+        .collect();
+    // Meanwhile a well-behaved wss client is echoed, and RSS is sampled.
+    let mut good = tls_connect(addr, insecure(), "localhost").unwrap();
+    upgrade(&mut good);
+    let (mut peak, mut echoes, mut slowest) = (0, 0, Duration::ZERO);
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        peak = peak.max(server.rss());
+        let t = Instant::now();
+        echo(&mut good, "well-behaved");
+        slowest = slowest.max(t.elapsed());
+        echoes += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let results: Vec<(Tls, usize)> = hogs.into_iter().map(|h| h.join().unwrap()).collect();
+    let growth = peak.saturating_sub(before);
+    let bound = POOL_CAP + HOGS * PER_CONN + SLACK;
+    let sent: Vec<usize> = results.iter().map(|r| r.1).collect();
+    println!(
+        "peak RSS growth with {HOGS} never-reading wss clients, pool cap {POOL_CAP}: {growth} bytes (bound {bound}); \
+         server RSS {before} -> peak {peak}; sent {sent:?}; {echoes} echoes to a reading client meanwhile, slowest {slowest:?}"
+    );
+    // Echoed while the hogs were still open (before --backpressure-timeout).
+    assert!(echoes >= 10 && slowest < Duration::from_secs(1), "{echoes} echoes, slowest {slowest:?}");
+    for s in &sent {
+        assert!(*s < 16 << 20, "server read a whole 16 MiB frame from a client that never reads");
+    }
+    assert!(growth <= bound, "RSS grew by {growth} bytes, over {bound}");
+    // The hogs are paused, closed with 1008 (--backpressure-timeout), then
+    // dropped (--close-timeout): their sockets reach EOF.
+    let waiters: Vec<_> = results
+        .into_iter()
+        .map(|(tls, _)| {
+            let mut sock = tls.sock;
+            std::thread::spawn(move || common::expect_tcp_closed_within(&mut sock, Duration::from_secs(60)))
+        })
+        .collect();
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert!(sample(metrics, "wsecho_backpressure_pauses_total") >= HOGS as f64);
+    assert_eq!(sample(metrics, "wsecho_close_frames_sent_total{code=\"1008\"}"), HOGS as f64);
+    echo(&mut good, "still echoed");
+    still_served(addr);
 }

@@ -15,12 +15,11 @@
 
 mod common;
 
-use common::{masked_frame, pid_rss_bytes, upgrade_request};
+use common::{masked_frame, pid_rss_bytes, upgrade_request, Launch, ServerProc, HTTP, HTTPS};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsecho::client::tls::{client_config, Trust};
@@ -34,40 +33,14 @@ fn conns() -> usize {
 
 const THREADS: usize = 4;
 
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `wsecho` with one reactor and generous timeouts (nothing may be closed
 /// while we count).
-fn server(extra: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-        .args(["--addr", "127.0.0.1:0", "--threads", "1", "--handshake-timeout", "10m", "--idle-timeout", "0"])
-        .args(extra)
+fn server(extra: &[&str]) -> ServerProc {
+    let marker = if extra.contains(&"--tls-self-signed") { HTTPS } else { HTTP };
+    Launch::new(&[&["--threads", "1", "--handshake-timeout", "10m", "--idle-timeout", "0"][..], extra].concat())
         .env("RUST_LOG", "warn,wsecho=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsecho");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1).and_then(|r| r.split("://").nth(1)) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("address");
-    Proc { child, addr }
+        .wait_for(&[marker])
+        .start()
 }
 
 /// Open `n` connections with `open` on [`THREADS`] threads; returns what
@@ -142,7 +115,7 @@ fn mid_handshake(addr: SocketAddr) -> TcpStream {
 
 /// Per-connection RSS growth of `server` from `n` connections made by
 /// `open`, after 100 warm-up ones (pools, slab pages, allocator arenas).
-fn per_conn<T: Send + 'static>(what: &str, server: &Proc, open: fn(SocketAddr) -> T) -> f64 {
+fn per_conn<T: Send + 'static>(what: &str, server: &ServerProc, open: fn(SocketAddr) -> T) -> f64 {
     let n = conns();
     let addr = server.addr;
     let warm = open_many(100, move |_| open(addr));
@@ -190,7 +163,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// Connect, handshake (TLS and upgrade), one echo, close: `n` times on one
 /// thread; returns the server CPU per connection in microseconds.
-fn cpu_per_conn(what: &str, server: &Proc, n: usize, mut one: impl FnMut()) -> f64 {
+fn cpu_per_conn(what: &str, server: &ServerProc, n: usize, mut one: impl FnMut()) -> f64 {
     for _ in 0..20 {
         one(); // warm-up
     }

@@ -246,48 +246,168 @@ pub fn reset(s: std::net::TcpStream) {
     drop(s);
 }
 
+/// The plain listener's log line (`--addr`, or `--tls-addr`'s plain side).
+pub const HTTP: &str = "listening on http://";
+/// The TLS listener's log line (`--tls-self-signed`, `--tls-cert`).
+pub const HTTPS: &str = "listening on https://";
+/// The `--metrics-addr` listener's log line.
+pub const METRICS: &str = "metrics on http://";
+
+/// How to start a [`ServerProc`]: `wsecho --addr ADDR [--threads N] ARGS…`
+/// with environment `ENV`, waiting for the log lines `markers`.
+pub struct Launch {
+    addr: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    markers: Vec<&'static str>,
+}
+
+impl Launch {
+    /// On 127.0.0.1:0 with `RUST_LOG=info`, waiting for [`HTTP`].
+    pub fn new(args: &[&str]) -> Launch {
+        Launch {
+            addr: "127.0.0.1:0".into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![("RUST_LOG".into(), "info".into())],
+            markers: vec![HTTP],
+        }
+    }
+
+    /// `--addr addr` instead of 127.0.0.1:0.
+    pub fn on(mut self, addr: &str) -> Launch {
+        self.addr = addr.into();
+        self
+    }
+
+    /// Set `key=value` in the server's environment (replacing an earlier
+    /// value, e.g. the default `RUST_LOG`).
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Wait for a log line with each of `markers` (e.g. [`HTTPS`],
+    /// [`METRICS`]), each followed by an address; the first one's is
+    /// [`ServerProc::addr`], all are [`ServerProc::addr_of`].
+    pub fn wait_for(mut self, markers: &[&'static str]) -> Launch {
+        assert!(!markers.is_empty(), "wait for at least one address");
+        self.markers = markers.to_vec();
+        self
+    }
+
+    /// Start it and wait (up to 20 s) for every marker's address; stderr is
+    /// read in a thread, so logging never blocks the server, and every line
+    /// is kept ([`ServerProc::log`]). Without `--threads` in the arguments it
+    /// runs `test_threads()` reactors (like `TestServer`), not one per CPU.
+    pub fn start(self) -> ServerProc {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"));
+        cmd.args(["--addr", &self.addr]);
+        if !self.args.iter().any(|a| a == "--threads") {
+            cmd.args(["--threads", &test_threads().to_string()]);
+        }
+        cmd.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v))).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("start wsecho");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (kept, markers) = (log.clone(), self.markers.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let found: Vec<_> = markers
+                    .iter()
+                    .filter_map(|&m| Some((m, line.split(m).nth(1)?)))
+                    .map(|(m, rest)| (m, rest.chars().take_while(|c| !c.is_whitespace() && *c != '/').collect()))
+                    .collect();
+                // Kept before the addresses are reported: what was logged up
+                // to them is in `log` when `start` returns.
+                kept.lock().unwrap().push(line);
+                for (m, a) in found {
+                    let _ = tx.send((m, a));
+                }
+            }
+        });
+        let mut addrs: Vec<(&'static str, SocketAddr)> = Vec::new();
+        while let Some(&missing) = self.markers.iter().find(|m| !addrs.iter().any(|(k, _)| k == *m)) {
+            let (m, a): (&str, String) = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|e| {
+                panic!("wsecho {:?}: no {missing:?} line ({e}); its log: {:#?}", self.args, log.lock().unwrap())
+            });
+            let a = a.parse().unwrap_or_else(|e| panic!("{m}{a}: {e}"));
+            if !addrs.iter().any(|(k, _)| *k == m) {
+                addrs.push((m, a));
+            }
+        }
+        let addr = addrs.iter().find(|(k, _)| *k == self.markers[0]).unwrap().1;
+        ServerProc { child, addr, addrs, log }
+    }
+}
+
 /// The real `wsecho` binary in a child process (for figures read from its
-/// own `/proc/PID/status`, untouched by the test's clients).
+/// own `/proc/PID/status`, untouched by the test's clients, and for its
+/// flags, log lines, signals and exit codes); killed on drop.
 pub struct ServerProc {
     pub child: std::process::Child,
+    /// The address on the first line waited for ([`HTTP`] unless
+    /// [`Launch::wait_for`] said otherwise).
     pub addr: SocketAddr,
+    addrs: Vec<(&'static str, SocketAddr)>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProc {
-    /// Start `wsecho --addr 127.0.0.1:0 ARGS…` and wait for its listening
-    /// line; stderr is drained in a thread so logging never blocks it.
-    /// Without `--threads` in ARGS it runs `test_threads()` reactors (like
-    /// `TestServer`), not one per CPU.
+    /// Start `wsecho --addr 127.0.0.1:0 ARGS…` and wait for its plain
+    /// listening line (see [`Launch`] for more).
     pub fn start(args: &[&str]) -> ServerProc {
-        ServerProc::start_on("127.0.0.1:0", args)
+        Launch::new(args).start()
     }
 
     /// `start` on a given `--addr` (e.g. one of several instances sharing a
     /// port on distinct 127.0.0.x addresses).
     pub fn start_on(addr: &str, args: &[&str]) -> ServerProc {
-        use std::io::BufRead;
-        let threads = test_threads().to_string();
-        let default_threads = ["--threads", threads.as_str()];
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--addr", addr])
-            .args(if args.contains(&"--threads") { &[][..] } else { &default_threads[..] })
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                    let _ = tx.send(addr);
-                }
+        Launch::new(args).on(addr).start()
+    }
+
+    /// The address logged after `marker` (one that [`Launch::wait_for`]
+    /// waited for).
+    pub fn addr_of(&self, marker: &str) -> SocketAddr {
+        self.addrs.iter().find(|(k, _)| *k == marker).unwrap_or_else(|| panic!("{marker:?} was not waited for")).1
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Every stderr line so far, as one text.
+    pub fn log_text(&self) -> String {
+        self.log().join("\n")
+    }
+
+    /// Wait up to `limit` for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
             }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("wsecho did not report its address");
-        ServerProc { child, addr: addr.parse().expect("address") }
+            if std::time::Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for the process to exit (panics after `limit`); its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(std::time::Instant::now() < end, "wsecho did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
